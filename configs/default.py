@@ -1,0 +1,67 @@
+"""Base configuration: every field the library reads, with its default.
+
+Every experiment config imports this and overrides a few fields. Run it alone with
+
+    python launch.py --config configs/default.py --workdir runs/default
+
+which trains the MLP 784-400-20 VAE of `mnist_vae.py` for 30 epochs.
+"""
+
+from ml_collections import config_dict
+
+
+def get_config() -> config_dict.ConfigDict:
+  c = config_dict.ConfigDict()
+
+  c.seed = 0  # Root PRNG seed: split once into init / shuffle / train / eval keys.
+  c.num_epochs = 30  # Passes over the training split (0 = evaluate the initial model only).
+  c.batch_size = 128  # Global batch, split evenly over every device of the mesh.
+  c.learning_rate = 1e-3  # Peak learning rate (the schedule multiplies it).
+  c.lr_schedule = "constant"  # "constant", "cosine" (to 0 at the end) or "warmup_cosine".
+  c.lr_warmup_epochs = 0  # Linear warm-up length for "warmup_cosine".
+  c.beta = 1.0  # Weight of the KL term: loss = rec + beta * KL (beta-VAE when != 1).
+  c.kl_warmup_steps = 0  # Anneal the KL weight linearly from 0 to beta over this many steps.
+  c.free_bits = 0.0  # Nats per latent dimension below which KL is not penalised (0 = off).
+
+  c.optimizer = config_dict.ConfigDict()
+  c.optimizer.name = "adam"  # "adam", "adamw" or "sgd" (optax).
+  c.optimizer.b1 = 0.9  # Adam first-moment decay (SGD momentum when name == "sgd").
+  c.optimizer.b2 = 0.999  # Adam second-moment decay.
+  c.optimizer.eps = 1e-8  # Adam epsilon.
+  c.optimizer.weight_decay = 0.0  # Decoupled weight decay (adamw only).
+  c.optimizer.grad_clip_norm = 0.0  # Clip gradients to this global norm (0 = no clipping).
+
+  c.model = config_dict.ConfigDict()
+  c.model.name = "vae"  # "vae" (Gaussian q(z|x)) or "ae" (deterministic bottleneck).
+  c.model.architecture = "mlp"  # "mlp" (convolutional models: "conv", later issue).
+  c.model.latent_dim = 20  # Size of z.
+  c.model.hidden_sizes = (400,)  # MLP hidden widths, encoder order; the decoder mirrors them.
+  c.model.activation = "relu"  # "relu", "tanh", "elu", "gelu" or "softplus".
+  c.model.likelihood = "bernoulli"  # Decoder p(x|z): "bernoulli", "gaussian" or "laplace".
+  c.model.scale = 0.1  # Gaussian sigma / Laplace b (initial value when learned).
+  c.model.learn_scale = False  # Learn one global log-scale for gaussian / laplace decoders.
+
+  c.data = config_dict.ConfigDict()
+  c.data.name = "mnist"  # Any TFDS image dataset with `image` and `label` features.
+  c.data.binarization = "dynamic"  # "dynamic" (fresh Bernoulli draw), "static" (>0.5) or "none".
+  # Raw files for offline preparation; unset means $VAE_JAX_MANUAL_DIR/<name> when that is set.
+  c.data.manual_dir = config_dict.placeholder(str)
+  c.data.tfds_dir = config_dict.placeholder(str)  # TFDS data_dir; unset = TFDS's default.
+  # Where prepared splits are cached as .npz so later launches skip TensorFlow;
+  # unset = $VAE_JAX_CACHE_DIR, else ~/.cache/vae_jax.
+  c.data.cache_dir = config_dict.placeholder(str)
+
+  c.eval_every_epochs = 1  # Evaluate on the whole test split every this many epochs.
+  c.eval_batch_size = 1000  # Test images per device per evaluation batch.
+  c.checkpoint_every_epochs = 5  # Save an Orbax checkpoint this often (and always at the end).
+  c.keep_checkpoints = 2  # How many recent checkpoints to keep.
+  c.num_plot_images = 16  # Test images in the reconstruction figure; also samples = this squared / 2.
+
+  c.wandb = config_dict.ConfigDict()
+  c.wandb.mode = "offline"  # "offline" (written under DIR/wandb), "online" or "disabled".
+  c.wandb.project = "vae-jax"  # W&B project.
+  c.wandb.entity = config_dict.placeholder(str)  # W&B entity (team or user); unset = default.
+  c.wandb.group = config_dict.placeholder(str)  # Group name (sweeps set it to the sweep name).
+  c.wandb.name = config_dict.placeholder(str)  # Run name; unset = the workdir's name.
+
+  return c

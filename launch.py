@@ -1,0 +1,46 @@
+"""Launcher: flags only. Everything else lives in `vae_jax` (see vae_jax/launcher.py).
+
+    python launch.py --config configs/mnist_vae.py --workdir runs/vae [--config.beta=4 ...]
+
+Multi-host: pass --coordinator_address, --num_processes and --process_id on every host, or
+--distributed to let `jax.distributed.initialize()` read them from the cluster (SLURM, TPU pods).
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow only prepares data; keep it quiet.
+
+from absl import app, flags  # pylint: disable=g-import-not-at-top
+from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file (configs/*.py); override fields with --config.<key>=<value>.",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Output folder; default runs/<config file name>.")
+_ALLOW_CHANGE = flags.DEFINE_bool(
+    "allow_config_change", False, "Resume a workdir even though its saved config differs.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Call jax.distributed.initialize() with settings from the environment.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes in the job.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in [0, num_processes).")
+flags.mark_flags_as_required(["config"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  from vae_jax import launcher  # pylint: disable=g-import-not-at-top
+  launcher.main(
+      config=_CONFIG.value,
+      config_path=config_flags.get_config_filename(flags.FLAGS["config"]),
+      workdir=_WORKDIR.value,
+      allow_config_change=_ALLOW_CHANGE.value,
+      distributed=_DISTRIBUTED.value,
+      coordinator_address=_COORDINATOR.value,
+      num_processes=_NUM_PROCESSES.value,
+      process_id=_PROCESS_ID.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

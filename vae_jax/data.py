@@ -1,0 +1,141 @@
+"""Datasets: TFDS -> uint8 arrays cached as .npz -> whole splits on device.
+
+TensorFlow is imported only in `_prepare_with_tfds`, the first time a split is needed; the
+result is cached as a compressed-free .npz so later launches load it with NumPy alone.
+Pixel values stay uint8 until a batch is gathered on device (see `train.py`), where
+`binarize` turns them into the floats the model sees.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import tempfile
+import zipfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vae_jax.errors import UserError
+
+# Dynamic binarisation draws a fresh sample of the *training* images every step. The test
+# split is binarised once, with this fixed seed, so every evaluation of every run (whatever
+# its config.seed) sees the same binary test set.
+TEST_BINARIZATION_SEED = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """Both splits as host uint8 arrays of shape (N, H, W, C) and int32 labels (N,).
+
+  For "static" binarisation both splits hold {0, 255}; for "dynamic" the test split holds
+  {0, 255} (binarised once) and the train split the raw grey levels.
+  """
+  name: str
+  binarization: str
+  train_images: np.ndarray
+  train_labels: np.ndarray
+  test_images: np.ndarray
+  test_labels: np.ndarray
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return tuple(self.train_images.shape[1:])
+
+
+def resolve_manual_dir(data_config) -> str | None:
+  """config.data.manual_dir, else $VAE_JAX_MANUAL_DIR/<name>, else None (TFDS downloads)."""
+  if data_config.manual_dir:
+    return str(data_config.manual_dir)
+  root = os.environ.get("VAE_JAX_MANUAL_DIR")
+  return os.path.join(root, data_config.name) if root else None
+
+
+def resolve_cache_dir(data_config) -> str:
+  if data_config.cache_dir:
+    return str(data_config.cache_dir)
+  return os.environ.get("VAE_JAX_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "vae_jax")
+
+
+def _cache_path(data_config, split: str) -> pathlib.Path:
+  return pathlib.Path(resolve_cache_dir(data_config)) / data_config.name / f"{split}.npz"
+
+
+def _prepare_with_tfds(data_config, split: str) -> tuple[np.ndarray, np.ndarray]:
+  """Builds the TFDS dataset (offline from the manual dir when given) and reads one split."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], "GPU")  # TensorFlow prepares data only: keep it off GPUs.
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+
+  name = data_config.name
+  try:
+    builder = tfds.builder(name, data_dir=data_config.tfds_dir)
+  except Exception as e:  # TFDS raises its own DatasetNotFoundError with a long listing.
+    raise UserError(f"config.data.name={name!r} is not a TFDS dataset "
+                    f"({type(e).__name__}); use a name from tfds.list_builders(), e.g. 'mnist'") from None
+  features = builder.info.features
+  if "image" not in features or "label" not in features:
+    raise UserError(f"config.data.name={name!r} has no 'image' and 'label' features; "
+                    "expected an image classification dataset")
+  manual_dir = resolve_manual_dir(data_config)
+  if manual_dir is not None and not os.path.isdir(manual_dir):
+    raise UserError(f"data folder {manual_dir} does not exist: set config.data.manual_dir or "
+                    f"$VAE_JAX_MANUAL_DIR to a folder holding the raw files of {name!r}")
+  download_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+  try:
+    builder.download_and_prepare(download_config=download_config)
+  except Exception as e:  # Missing / truncated / corrupt raw files surface here.
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    where = manual_dir or "the TFDS download"
+    raise UserError(f"could not prepare {name!r} from {where}: {type(e).__name__}: {msg[:300]}") from None
+  arrays = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+  return np.asarray(arrays["image"], np.uint8), np.asarray(arrays["label"], np.int32)
+
+
+def load_split(data_config, split: str) -> tuple[np.ndarray, np.ndarray]:
+  """Returns (images uint8 (N, H, W, C), labels int32 (N,)), from the cache when present."""
+  path = _cache_path(data_config, split)
+  if path.exists():
+    try:
+      with np.load(path) as f:
+        return f["images"], f["labels"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+      raise UserError(f"cached split {path} is unreadable ({type(e).__name__}); delete it to "
+                      "prepare the data again") from None
+  images, labels = _prepare_with_tfds(data_config, split)
+  if images.ndim == 3:
+    images = images[..., None]
+  path.parent.mkdir(parents=True, exist_ok=True)
+  # Write to a temporary name and rename, so a killed launch never leaves half a cache.
+  with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz.tmp", delete=False) as tmp:
+    np.savez(tmp, images=images, labels=labels)
+  os.replace(tmp.name, path)
+  return images, labels
+
+
+def load(data_config) -> Dataset:
+  """Loads both splits and applies the split-level part of the binarisation."""
+  train_x, train_y = load_split(data_config, "train")
+  test_x, test_y = load_split(data_config, "test")
+  b = data_config.binarization
+  if b == "static":
+    train_x = np.where(train_x > 127, 255, 0).astype(np.uint8)
+    test_x = np.where(test_x > 127, 255, 0).astype(np.uint8)
+  elif b == "dynamic":
+    rng = np.random.default_rng(TEST_BINARIZATION_SEED)
+    test_x = np.where(rng.random(test_x.shape) < test_x / 255.0, 255, 0).astype(np.uint8)
+  return Dataset(data_config.name, b, train_x, train_y, test_x, test_y)
+
+
+def binarize(images_u8: jax.Array, binarization: str, key: jax.Array | None) -> jax.Array:
+  """uint8 images -> float32 model inputs in [0, 1].
+
+  "dynamic" draws x ~ Bernoulli(pixel / 255) with `key`; the other modes (whose arrays were
+  prepared by `load`) only rescale.
+  """
+  x = images_u8.astype(jnp.float32) / 255.0
+  if binarization == "dynamic":
+    return jax.random.bernoulli(key, x).astype(jnp.float32)
+  return x

@@ -1,0 +1,61 @@
+"""Using a trained model outside the training step: encode, reconstruct, sample."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from vae_jax import likelihoods
+
+
+def merge(graphdef, params, rest):
+  return nnx.merge(graphdef, params, rest)
+
+
+@nnx.jit
+def _encode_means(model, x):
+  return model.encode(x)[0]
+
+
+@nnx.jit
+def _decode_means(model, z):
+  return likelihoods.mean(model.likelihood, model.decode(z))
+
+
+def encode_means(model, images_u8: np.ndarray, batch: int = 2000) -> np.ndarray:
+  """Latent means (the AE's z) of uint8 images, in batches: (N, Z)."""
+  out = []
+  with jax.default_matmul_precision("float32"):
+    for i in range(0, len(images_u8), batch):
+      x = jnp.asarray(images_u8[i:i + batch], jnp.float32) / 255.0
+      out.append(np.asarray(_encode_means(model, x)))
+  return np.concatenate(out)
+
+
+def decode_means(model, z: np.ndarray) -> np.ndarray:
+  """Mean images E[x|z] in [0, 1]: (N, H, W, C)."""
+  with jax.default_matmul_precision("float32"):
+    return np.asarray(_decode_means(model, jnp.asarray(z, jnp.float32)))
+
+
+def reconstruct(model, images_u8: np.ndarray) -> np.ndarray:
+  """Decoded latent means: the model's deterministic reconstruction."""
+  return decode_means(model, encode_means(model, images_u8))
+
+
+def prior_samples(model, key, n: int, train_images_u8: np.ndarray | None = None) -> np.ndarray:
+  """Mean images of n latent draws.
+
+  VAE: z ~ N(0, I), its prior. AE: it has no prior, so z ~ N(m, C) with m, C fitted to the
+  latents of `train_images_u8`; the gaps between its clusters show why such samples look worse.
+  """
+  if model.kind == "vae":
+    z = jax.random.normal(key, (n, model.latent_dim))
+  else:
+    lat = encode_means(model, train_images_u8).astype(np.float64)
+    mean, cov = lat.mean(0), np.atleast_2d(np.cov(lat, rowvar=False))
+    z = jax.random.multivariate_normal(key, jnp.asarray(mean, jnp.float32),
+                                       jnp.asarray(cov, jnp.float32), (n,))
+  return decode_means(model, np.asarray(z))

@@ -1,0 +1,46 @@
+"""Optimiser direction (optax) and learning-rate schedule, kept apart from the learning rate.
+
+The learning rate itself is a per-member array (see `step.py`), not baked into the optax
+transformation, so members of a sweep that differ only in learning rate share one compiled
+program: update = -learning_rate * schedule(step) * direction.
+"""
+
+from __future__ import annotations
+
+import jax
+import optax
+
+
+def direction(opt_config) -> optax.GradientTransformation:
+  """The optax transformation from gradients to an update direction, before the step size."""
+  parts = []
+  if opt_config.grad_clip_norm > 0:
+    parts.append(optax.clip_by_global_norm(opt_config.grad_clip_norm))
+  if opt_config.name in ("adam", "adamw"):
+    parts.append(optax.scale_by_adam(b1=opt_config.b1, b2=opt_config.b2, eps=opt_config.eps))
+    if opt_config.name == "adamw" and opt_config.weight_decay > 0:
+      parts.append(optax.add_decayed_weights(opt_config.weight_decay))
+  elif opt_config.name == "sgd":
+    if opt_config.b1 > 0:
+      parts.append(optax.trace(decay=opt_config.b1))
+  else:
+    raise ValueError(f"unknown optimizer {opt_config.name!r}")
+  return optax.chain(*parts)
+
+
+def schedule(config, steps_per_epoch: int):
+  """Multiplier of the peak learning rate as a function of the global step."""
+  total = max(1, config.num_epochs * steps_per_epoch)
+  if config.lr_schedule == "constant":
+    return optax.constant_schedule(1.0)
+  if config.lr_schedule == "cosine":
+    return optax.cosine_decay_schedule(1.0, total)
+  if config.lr_schedule == "warmup_cosine":
+    warm = config.lr_warmup_epochs * steps_per_epoch
+    return optax.warmup_cosine_decay_schedule(0.0, 1.0, max(warm, 1), total)
+  raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}")
+
+
+def apply_update(params, direction_tree, lr):
+  """params - lr * direction, leaf by leaf."""
+  return jax.tree.map(lambda p, u: p - (lr * u).astype(p.dtype), params, direction_tree)

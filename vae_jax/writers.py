@@ -1,0 +1,111 @@
+"""One thin writer for everything a run logs: `log(step, scalars)` and `log_images(step, paths)`.
+
+Behind it: a local `metrics.jsonl` (one JSON object per logged step) and a W&B run (offline
+by default, its files under DIR/wandb; online when asked). Only process 0 writes; other
+processes get a writer that does nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import math
+import os
+import pathlib
+import uuid
+import warnings
+from typing import Any, Mapping
+
+log = logging.getLogger(__name__)
+
+_RUN_ID_FILE = "run_id"
+
+
+def truncate_metrics(path: pathlib.Path, last_step: int) -> None:
+  """Drops lines logged after `last_step` (a resumed run replays those steps)."""
+  if not path.exists():
+    return
+  keep = []
+  for line in path.read_text().splitlines():
+    try:
+      if json.loads(line)["step"] <= last_step:
+        keep.append(line)
+    except (ValueError, KeyError):
+      pass  # a line cut short by a kill
+  tmp = path.with_suffix(".jsonl.tmp")
+  tmp.write_text("".join(l + "\n" for l in keep))
+  os.replace(tmp, path)
+
+
+def _jsonable(v):
+  v = float(v)
+  return v if math.isfinite(v) else str(v)
+
+
+class Writer:
+  """Writes scalars and images of one run to metrics.jsonl and W&B."""
+
+  def __init__(self, workdir: str | os.PathLike, *, config: Mapping[str, Any], wandb_config,
+               name: str | None = None, group: str | None = None, enabled: bool = True):
+    self.enabled = enabled
+    self.workdir = pathlib.Path(workdir)
+    self._run = None
+    if not enabled:
+      return
+    self._jsonl = open(self.workdir / "metrics.jsonl", "a", buffering=1)
+    if wandb_config.mode != "disabled":
+      self._run = self._start_wandb(config, wandb_config, name, group)
+
+  def _start_wandb(self, config, wandb_config, name, group):
+    import wandb  # pylint: disable=g-import-not-at-top  (slow import, only when used)
+
+    wdir = self.workdir / "wandb"
+    wdir.mkdir(parents=True, exist_ok=True)
+    id_file = wdir / _RUN_ID_FILE
+    if id_file.exists():
+      run_id = id_file.read_text().strip()
+    else:
+      run_id = uuid.uuid4().hex[:12]
+      id_file.write_text(run_id)
+    kwargs = dict(project=wandb_config.project, entity=wandb_config.entity, dir=str(self.workdir),
+                  id=run_id, resume="allow", name=wandb_config.name or name or self.workdir.name,
+                  group=wandb_config.group or group, config=dict(config), reinit="create_new",
+                  settings=wandb.Settings(console="off", silent=True, x_disable_stats=True))
+    try:
+      return wandb.init(mode=wandb_config.mode, **kwargs)
+    except Exception as e:  # pylint: disable=broad-except
+      if wandb_config.mode != "online":
+        raise
+      warnings.warn(f"W&B online run could not start ({type(e).__name__}: {e}); "
+                    "logging offline under DIR/wandb instead (sync later with `wandb sync`)")
+      return wandb.init(mode="offline", **kwargs)
+
+  def log(self, step: int, scalars: Mapping[str, float]) -> None:
+    if not self.enabled:
+      return
+    row = {"step": int(step), **{k: _jsonable(v) for k, v in scalars.items()}}
+    self._jsonl.write(json.dumps(row) + "\n")
+    if self._run is not None:
+      self._run.log({k: float(v) for k, v in scalars.items()}, step=int(step))
+
+  def log_images(self, step: int, images: Mapping[str, str | os.PathLike]) -> None:
+    """Logs PNG files (already written into the workdir) as W&B images."""
+    if not self.enabled or self._run is None:
+      return
+    import wandb  # pylint: disable=g-import-not-at-top
+    self._run.log({k: wandb.Image(str(p)) for k, p in images.items()}, step=int(step))
+
+  def summary(self, results: Mapping[str, float]) -> None:
+    if self.enabled and self._run is not None:
+      self._run.summary.update({k: float(v) for k, v in results.items()})
+
+  def close(self) -> None:
+    if not self.enabled:
+      return
+    self._jsonl.close()
+    if self._run is not None:
+      with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        self._run.finish()
+      self._run = None
