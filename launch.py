@@ -7,6 +7,7 @@ Multi-host: pass --coordinator_address, --num_processes and --process_id on ever
 """
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow only prepares data; keep it quiet.
 
@@ -27,13 +28,38 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in 
 flags.mark_flags_as_required(["config"])
 
 
+def _one_line(e: BaseException) -> str:
+  return " ".join(str(e).replace("\\n", " ").split())
+
+
+def _parse_flags(argv):
+  """Flag parsing with one clear line (and exit 2) instead of absl's usage dump or a traceback."""
+  try:
+    return flags.FLAGS(argv)
+  except Exception as e:  # pylint: disable=broad-except  (absl and ml_collections errors)
+    print(f"error: bad command line: {_one_line(e)}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    print(f"error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
+    sys.exit(2)
+  path = config_flags.get_config_filename(flags.FLAGS["config"])
+  if not os.path.isfile(path.split(":")[0]):
+    print(f"error: --config={path}: no such file; expected a config file such as "
+          "configs/mnist_vae.py", file=sys.stderr)
+    sys.exit(2)
+  try:
+    config = _CONFIG.value
+    config.keys()  # config_flags loads lazily: surface a broken file here
+  except Exception as e:  # pylint: disable=broad-except  (config file missing or broken)
+    print(f"error: could not load --config: {_one_line(e)}", file=sys.stderr)
+    sys.exit(2)
   from vae_jax import launcher  # pylint: disable=g-import-not-at-top
   launcher.main(
-      config=_CONFIG.value,
-      config_path=config_flags.get_config_filename(flags.FLAGS["config"]),
+      config=config,
+      config_path=path,
       workdir=_WORKDIR.value,
       allow_config_change=_ALLOW_CHANGE.value,
       distributed=_DISTRIBUTED.value,
@@ -43,4 +69,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=_parse_flags)

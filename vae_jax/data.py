@@ -8,9 +8,11 @@ Pixel values stay uint8 until a batch is gathered on device (see `train.py`), wh
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import pathlib
+import sys
 import tempfile
 import zipfile
 
@@ -53,6 +55,11 @@ def resolve_manual_dir(data_config) -> str | None:
   return os.path.join(root, data_config.name) if root else None
 
 
+def resolve_tfds_dir(data_config) -> str | None:
+  """config.data.tfds_dir, else $VAE_JAX_TFDS_DIR, else None (TFDS's own default)."""
+  return data_config.tfds_dir or os.environ.get("VAE_JAX_TFDS_DIR") or None
+
+
 def resolve_cache_dir(data_config) -> str:
   if data_config.cache_dir:
     return str(data_config.cache_dir)
@@ -63,15 +70,42 @@ def _cache_path(data_config, split: str) -> pathlib.Path:
   return pathlib.Path(resolve_cache_dir(data_config)) / data_config.name / f"{split}.npz"
 
 
+@contextlib.contextmanager
+def _quiet_native_output():
+  """Silences what TensorFlow's C++ runtime and TFDS's progress bars print (fds 1 and 2)."""
+  sys.stdout.flush()
+  sys.stderr.flush()
+  saved = [os.dup(1), os.dup(2)]
+  with tempfile.TemporaryFile() as sink:
+    os.dup2(sink.fileno(), 1)
+    os.dup2(sink.fileno(), 2)
+    try:
+      yield
+    finally:
+      sys.stdout.flush()
+      sys.stderr.flush()
+      os.dup2(saved[0], 1)
+      os.dup2(saved[1], 2)
+      for fd in saved:
+        os.close(fd)
+
+
 def _prepare_with_tfds(data_config, split: str) -> tuple[np.ndarray, np.ndarray]:
   """Builds the TFDS dataset (offline from the manual dir when given) and reads one split."""
+  print(f"Preparing {data_config.name!r} ({split}) with TFDS; later launches read the cache in "
+        f"{resolve_cache_dir(data_config)}", flush=True)
+  with _quiet_native_output():
+    return _prepare_with_tfds_quietly(data_config, split)
+
+
+def _prepare_with_tfds_quietly(data_config, split):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], "GPU")  # TensorFlow prepares data only: keep it off GPUs.
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   name = data_config.name
   try:
-    builder = tfds.builder(name, data_dir=data_config.tfds_dir)
+    builder = tfds.builder(name, data_dir=resolve_tfds_dir(data_config))
   except Exception as e:  # TFDS raises its own DatasetNotFoundError with a long listing.
     raise UserError(f"config.data.name={name!r} is not a TFDS dataset "
                     f"({type(e).__name__}); use a name from tfds.list_builders(), e.g. 'mnist'") from None

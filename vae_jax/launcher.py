@@ -35,12 +35,16 @@ def main(*, config, config_path: str, workdir: str | None, allow_config_change: 
     _fail(f"could not start the distributed runtime ({type(e).__name__}: {e}); check "
           "--coordinator_address, --num_processes and --process_id")
 
-  from vae_jax import train, validate  # pylint: disable=g-import-not-at-top
+  from vae_jax import validate  # pylint: disable=g-import-not-at-top
 
   if workdir is None:
     workdir = os.path.join("runs", pathlib.Path(config_path).stem)
   try:
     validate.validate(config, num_devices=jax.device_count())
+  except UserError as e:
+    _fail(str(e))
+  from vae_jax import train  # pylint: disable=g-import-not-at-top  (Flax, Orbax, W&B: slow)
+  try:
     train.train_and_evaluate(config, workdir, allow_config_change=allow_config_change)
   except train.DivergenceError as e:
     _fail(str(e), code=3)

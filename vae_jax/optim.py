@@ -25,7 +25,7 @@ def direction(opt_config) -> optax.GradientTransformation:
       parts.append(optax.trace(decay=opt_config.b1))
   else:
     raise ValueError(f"unknown optimizer {opt_config.name!r}")
-  return optax.chain(*parts)
+  return optax.chain(*parts) if parts else optax.identity()
 
 
 def schedule(config, steps_per_epoch: int):
