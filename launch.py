@@ -25,6 +25,13 @@ _DISTRIBUTED = flags.DEFINE_bool(
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes in the job.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index in [0, num_processes).")
+_MEMBER = flags.DEFINE_string("member", None, "Run only this member of the config's sweep.")
+_SWEEP = flags.DEFINE_bool("sweep", True, "Run the config's sweep (get_sweep); --nosweep runs "
+                           "the config alone.")
+_MEMBER_SUBDIR = flags.DEFINE_bool(
+    "member_subdir", False, "Write into --workdir/<member name> (used by W&B sweep agents).")
+_EXPORT = flags.DEFINE_string("export_wandb_sweep", None,
+                              "Write the config's sweep as a W&B sweep file here and exit.")
 flags.mark_flags_as_required(["config"])
 
 
@@ -65,7 +72,12 @@ def main(argv):
       distributed=_DISTRIBUTED.value,
       coordinator_address=_COORDINATOR.value,
       num_processes=_NUM_PROCESSES.value,
-      process_id=_PROCESS_ID.value)
+      process_id=_PROCESS_ID.value,
+      overrides=dict(config_flags.get_override_values(flags.FLAGS["config"])),
+      member=_MEMBER.value,
+      use_sweep=_SWEEP.value,
+      member_subdir=_MEMBER_SUBDIR.value,
+      export_wandb_sweep=_EXPORT.value)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ def get_config() -> config_dict.ConfigDict:
   c.beta = 1.0  # Weight of the KL term: loss = rec + beta * KL (beta-VAE when != 1).
   c.kl_warmup_steps = 0  # Anneal the KL weight linearly from 0 to beta over this many steps.
   c.free_bits = 0.0  # Nats per latent dimension below which KL is not penalised (0 = off).
+  c.num_seeds = 1  # Sweeps: repeat every member with seeds seed, seed+1, ... (mean +- std).
 
   c.optimizer = config_dict.ConfigDict()
   c.optimizer.name = "adam"  # "adam", "adamw" or "sgd" (optax).
@@ -55,6 +56,9 @@ def get_config() -> config_dict.ConfigDict:
   c.eval_batch_size = 1000  # Test images per device per evaluation batch.
   c.checkpoint_every_epochs = 5  # Save an Orbax checkpoint this often (and always at the end).
   c.keep_checkpoints = 2  # How many recent checkpoints to keep.
+  # IWAE samples per test image for test/nll (a tighter bound than the ELBO) at the end of
+  # training; 0 = skip. k = 5000 costs minutes on a CPU; `python -m vae_jax.evaluate` runs it later.
+  c.eval_nll_k = 0
   c.num_plot_images = 16  # Test images in the reconstruction figure; also samples = this squared / 2.
 
   c.wandb = config_dict.ConfigDict()

@@ -83,3 +83,36 @@ def mnist_env(tmp_path_factory):
   root = tmp_path_factory.mktemp("data")
   return {"VAE_JAX_MANUAL_DIR": manual, "VAE_JAX_CACHE_DIR": str(root / "cache"),
           "VAE_JAX_TFDS_DIR": str(root / "tfds")}
+
+
+def write_fake_cache(cache_dir, name="fake", **kwargs):
+  """Stores a fake dataset where `data.load` looks for prepared splits, so the launcher and
+  the sweep runner use it exactly as they use a real one (no TensorFlow involved)."""
+  ds = fake_dataset(binarization="none", **kwargs)
+  folder = pathlib.Path(cache_dir) / name
+  folder.mkdir(parents=True, exist_ok=True)
+  np.savez(folder / "train.npz", images=ds.train_images, labels=ds.train_labels)
+  np.savez(folder / "test.npz", images=ds.test_images, labels=ds.test_labels)
+  return str(cache_dir)
+
+
+TINY_CONFIG_FILE = '''
+"""A tiny sweep over fake data, for tests."""
+from configs import default
+
+def get_config():
+  c = default.get_config()
+  c.num_epochs = 2
+  c.batch_size = 16
+  c.model.hidden_sizes = (32,)
+  c.model.latent_dim = 4
+  c.eval_batch_size = 32
+  c.num_plot_images = 4
+  c.wandb.mode = "disabled"
+  c.data.name = "fake"
+  c.data.cache_dir = {cache_dir!r}
+  return c
+
+def get_sweep():
+  return [{{"beta": b}} for b in (0.5, 1.0, 2.0)]
+'''

@@ -1,5 +1,10 @@
-"""What `launch.py` runs: start the distributed runtime, validate, train, report.
+"""What `launch.py` runs: start the distributed runtime, validate, train (a run or a sweep).
 
+A config file with a `get_sweep()` runs its whole sweep unless told otherwise:
+  * `--member=NAME` runs one member alone (into DIR/NAME);
+  * `--nosweep` runs the config itself, ignoring its sweep;
+  * overriding a swept key on the command line (e.g. `--config.beta=4` for the beta sweep)
+    pins it: a single run with that value (DIR as given; default runs/<config>/<member>).
 A user's mistake (`UserError`) ends the process with one line on stderr and exit status 2;
 divergence exits with 3. Validation happens before any data is read or anything compiled,
 and no workdir is created for a config that fails it.
@@ -21,12 +26,13 @@ def _fail(msg: str, code: int = 2):
 
 def main(*, config, config_path: str, workdir: str | None, allow_config_change: bool = False,
          distributed: bool = False, coordinator_address: str | None = None,
-         num_processes: int | None = None, process_id: int | None = None) -> None:
+         num_processes: int | None = None, process_id: int | None = None,
+         overrides: dict | None = None, member: str | None = None, use_sweep: bool = True, member_subdir: bool = False,
+         export_wandb_sweep: str | None = None) -> None:
   import jax  # pylint: disable=g-import-not-at-top
   from absl import logging  # pylint: disable=g-import-not-at-top
 
   logging.set_verbosity(logging.WARNING)  # Orbax logs every step of a save at INFO.
-
   try:
     if distributed or coordinator_address:
       jax.distributed.initialize(coordinator_address=coordinator_address,
@@ -35,16 +41,46 @@ def main(*, config, config_path: str, workdir: str | None, allow_config_change: 
     _fail(f"could not start the distributed runtime ({type(e).__name__}: {e}); check "
           "--coordinator_address, --num_processes and --process_id")
 
-  from vae_jax import validate  # pylint: disable=g-import-not-at-top
+  from vae_jax import sweeps, validate  # pylint: disable=g-import-not-at-top
 
-  if workdir is None:
-    workdir = os.path.join("runs", pathlib.Path(config_path).stem)
+  stem = pathlib.Path(config_path.split(":")[0]).stem
   try:
     validate.validate(config, num_devices=jax.device_count())
+    module = sweeps.load_module(config_path)
+    sweep = sweeps.sweep_of(module) if use_sweep else None
+    if export_wandb_sweep:
+      if sweep is None:
+        raise UserError(f"{config_path} defines no sweep (get_sweep) to export")
+      spec = sweeps.wandb_sweep_spec(sweep, config_path=config_path,
+                                     workdir=workdir or os.path.join("runs", stem), sweep_name=stem)
+      sweeps.export_wandb_sweep(export_wandb_sweep, spec)
+      print(f"wrote {export_wandb_sweep}: run `wandb sweep {export_wandb_sweep}`, then "
+            "`wandb agent <sweep id>` on each machine")
+      return
+    if member is not None and sweep is None:
+      raise UserError(f"--member={member!r} given but {config_path} runs no sweep "
+                      "(it defines no get_sweep(), or --nosweep was passed)")
+    pinned = sweeps.pinned_overrides(config, sweep, overrides or {}) if sweep is not None else {}
+    if sweep is not None and member is None and not pinned:
+      sweeps.expand(config, sweep)  # a bad sweep definition fails here, before anything runs
   except UserError as e:
     _fail(str(e))
+
   from vae_jax import train  # pylint: disable=g-import-not-at-top  (Flax, Orbax, W&B: slow)
   try:
+    if sweep is not None and (member is not None or not pinned):
+      sweeps.run_sweep(config, sweep, workdir or os.path.join("runs", stem), sweep_name=stem,
+                       only=member, allow_config_change=allow_config_change,
+                       num_devices=jax.device_count())
+      return
+    if workdir is None:
+      workdir = os.path.join("runs", stem, *([sweeps.member_name(pinned)] if pinned else []))
+    elif member_subdir:
+      workdir = os.path.join(workdir, sweeps.member_name(pinned))
+    if pinned:
+      config = config.copy_and_resolve_references()
+      with config.unlocked():
+        config.wandb.group = config.wandb.group or stem
     train.train_and_evaluate(config, workdir, allow_config_change=allow_config_change)
   except train.DivergenceError as e:
     _fail(str(e), code=3)

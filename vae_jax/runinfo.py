@@ -19,7 +19,7 @@ _LIBRARIES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "tensorflow-
 # Fields that may change between launches of the same workdir without changing what is
 # computed (or, for num_epochs, only extending it).
 RESUMABLE_CHANGES = ("num_epochs", "eval_every_epochs", "checkpoint_every_epochs",
-                     "keep_checkpoints", "num_plot_images", "eval_batch_size", "wandb.")
+                     "keep_checkpoints", "num_plot_images", "eval_batch_size", "eval_nll_k", "wandb.")
 
 
 def resolved_config(config) -> dict[str, Any]:

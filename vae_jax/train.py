@@ -85,11 +85,13 @@ def train_and_evaluate(config, workdir, *, allow_config_change: bool = False) ->
 
 def train_group(configs: Sequence[Any], workdirs: Sequence[str | pathlib.Path], *,
                 group_name: str | None = None, allow_config_change: bool = False,
-                dataset: data_lib.Dataset | None = None) -> list[dict]:
+                dataset: data_lib.Dataset | None = None,
+                extra_config: Sequence[dict] | None = None) -> list[dict]:
   """Trains members that differ only in VECTORISED_FIELDS as one vmapped program.
 
   Each member writes its own workdir (config.json, metrics.jsonl, checkpoints/, wandb/,
-  results.json, PNGs) exactly as if it had been run alone.
+  results.json, PNGs) exactly as if it had been run alone. `extra_config` adds entries (such
+  as a sweep member's overrides) to each member's W&B config.
   """
   # Setup ------------------------------------------------------------------------------
   keys = {group_key(c) for c in configs}
@@ -151,12 +153,13 @@ def train_group(configs: Sequence[Any], workdirs: Sequence[str | pathlib.Path], 
                              *[r[1] for r in restored])
 
   prev_seconds = []
-  for m in members:
+  for i, m in enumerate(members):
     if is_main:
       writers.truncate_metrics(m.workdir / "metrics.jsonl", start_epoch * steps_per_epoch)
       prev_seconds.append(_last_value(m.workdir / "metrics.jsonl", "train/seconds"))
       runinfo.write_json(m.workdir / "config.json", runinfo.run_info(m.config))
-    m.writer = writers.Writer(m.workdir, config=runinfo.resolved_config(m.config),
+    wandb_config = {**runinfo.resolved_config(m.config), **(extra_config[i] if extra_config else {})}
+    m.writer = writers.Writer(m.workdir, config=wandb_config,
                               wandb_config=m.config.wandb, group=group_name, enabled=is_main)
   train_seconds = max(prev_seconds) if prev_seconds else 0.0
 
@@ -258,6 +261,7 @@ def train_group(configs: Sequence[Any], workdirs: Sequence[str | pathlib.Path], 
       member_params = jax.tree.map(lambda a, i=i: np.asarray(a[i]), params)
       images = _figures(m, graphdef, member_params, rest, ds)
       m.writer.log_images(num_epochs * steps_per_epoch, images)
+      res.update(_test_nll(m, nnx.merge(graphdef, member_params, rest), ds))
       m.writer.summary({k: v for k, v in res.items() if isinstance(v, (int, float))})
       runinfo.write_json(m.workdir / "results.json", res)
       print(f"{m.workdir}: " + _summary(res))
@@ -297,6 +301,21 @@ def _figures(m, graphdef, params, rest, ds) -> dict[str, str]:
   paths["samples"] = plots.save_grid(m.workdir / "samples.png", samples, 8,
                                      f"Samples: decoded z ~ {kind}")
   return paths
+
+
+def _test_nll(m, model, ds) -> dict:
+  """test/nll (IWAE, k = config.eval_nll_k) and latent statistics; {} when off or an AE."""
+  k = m.config.eval_nll_k
+  if k <= 0 or m.failed:
+    return {}
+  if m.config.model.name != "vae":
+    print(f"{m.workdir}: eval_nll_k={k} skipped: an AE defines no likelihood p(x)")
+    return {}
+  from vae_jax import likelihood  # pylint: disable=g-import-not-at-top
+  out = likelihood.test_metrics(model, ds.test_images, k, likelihood.nll_key(m.config.seed))
+  print(f"{m.workdir}: test/nll={out['test/nll']:.2f} (IWAE, k={k}), test/bpd={out['test/bpd']:.4f}, "
+        f"active units {out['test/active_units']}/{m.config.model.latent_dim}")
+  return out
 
 
 def _divergence_message(m, bad_step, steps_per_epoch) -> str:

@@ -89,6 +89,7 @@ def validate(config: config_dict.ConfigDict, num_devices: int = 1) -> None:
   _float(config, "beta", 0.0)
   _int(config, "kl_warmup_steps", 0)
   _float(config, "free_bits", 0.0)
+  _int(config, "num_seeds", 1)
 
   _choice(config, "optimizer.name", OPTIMIZERS)
   _float(config, "optimizer.b1", 0.0, 1.0)
@@ -124,6 +125,7 @@ def validate(config: config_dict.ConfigDict, num_devices: int = 1) -> None:
   _int(config, "eval_batch_size", 1)
   _int(config, "checkpoint_every_epochs", 1)
   _int(config, "keep_checkpoints", 1)
+  _int(config, "eval_nll_k", 0)
   _int(config, "num_plot_images", 1)
 
   _choice(config, "wandb.mode", WANDB_MODES)

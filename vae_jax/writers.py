@@ -69,8 +69,11 @@ class Writer:
     else:
       run_id = uuid.uuid4().hex[:12]
       id_file.write_text(run_id)
+    # Under `wandb agent` the agent chooses the run (WANDB_RUN_ID); otherwise a resumed
+    # workdir continues its own W&B run.
+    ident = {} if os.environ.get("WANDB_SWEEP_ID") else {"id": run_id, "resume": "allow"}
     kwargs = dict(project=wandb_config.project, entity=wandb_config.entity, dir=str(self.workdir),
-                  id=run_id, resume="allow", name=wandb_config.name or name or self.workdir.name,
+                  **ident, name=wandb_config.name or name or self.workdir.name,
                   group=wandb_config.group or group, config=dict(config), reinit="create_new",
                   settings=wandb.Settings(console="off", silent=True, x_disable_stats=True))
     try:

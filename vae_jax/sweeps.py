@@ -1,0 +1,267 @@
+"""Sweeps: the members a config file defines beside `get_config()`, run from the one launcher.
+
+A config module may define `get_sweep()` returning a list of override dicts with dotted keys,
+e.g. `[{"beta": 0.1}, {"beta": 1.0}]`. `run_sweep` trains every member into
+`DIR/<member name>/`, writes `DIR/sweep.csv` and the sweep's figure. Members that differ only
+in shape-preserving values train together as one vectorised program (`train.train_group`);
+the others run group after group. Finished members are skipped on relaunch.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import json
+import os
+import pathlib
+import tempfile
+from typing import Any, Sequence
+
+from vae_jax import runinfo, validate
+from vae_jax.errors import UserError
+
+METRICS = ("test/neg_elbo", "test/rec", "test/kl", "test/loss", "test/nll", "train/loss",
+           "train/examples_per_s", "train/seconds")
+
+
+def load_module(config_path: str):
+  """Imports a config file by path (as ml_collections' config flag does)."""
+  path = config_path.split(":")[0]
+  spec = importlib.util.spec_from_file_location(pathlib.Path(path).stem + "_sweepdef", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def sweep_of(module) -> list[dict[str, Any]] | None:
+  """The module's sweep (list of override dicts), or None if it defines none."""
+  if not hasattr(module, "get_sweep"):
+    return None
+  sweep = module.get_sweep()
+  if not isinstance(sweep, (list, tuple)) or not all(isinstance(m, dict) for m in sweep):
+    raise UserError("get_sweep() must return a list of dicts of dotted config keys to values, "
+                    f"got {type(sweep).__name__}")
+  return [dict(m) for m in sweep]
+
+
+def format_value(v) -> str:
+  if isinstance(v, float):
+    return f"{v:g}"
+  if isinstance(v, (tuple, list)):
+    return "x".join(format_value(x) for x in v)
+  return str(v)
+
+
+def member_name(overrides: dict[str, Any]) -> str:
+  """Folder / W&B run name of a member: its overrides as key=value joined by commas."""
+  if not overrides:
+    return "base"
+  return ",".join(f"{k}={format_value(v)}" for k, v in overrides.items())
+
+
+def _flat_keys(config) -> dict[str, Any]:
+  return runinfo.flatten(config.to_dict())
+
+
+def apply_overrides(config, overrides: dict[str, Any]):
+  """A copy of `config` with dotted-key overrides applied (types checked by ConfigDict)."""
+  c = config.copy_and_resolve_references()
+  flat = _flat_keys(c)
+  with c.unlocked():
+    for key, value in overrides.items():
+      if key not in flat:
+        raise UserError(f"sweep override {key!r} is not a config field; fields look like "
+                        "'beta' or 'model.latent_dim' (see configs/default.py)")
+      *parents, leaf = key.split(".")
+      node = c
+      for p in parents:
+        node = node[p]
+      try:
+        node[leaf] = type(flat[key])(value) if isinstance(flat[key], float) and isinstance(
+            value, int) and not isinstance(value, bool) else value
+      except (TypeError, ValueError) as e:
+        raise UserError(f"sweep override {key}={value!r} has the wrong type: {e}") from None
+  c.lock()
+  return c
+
+
+def expand(config, sweep: Sequence[dict[str, Any]]) -> list[tuple[str, dict[str, Any], Any]]:
+  """(name, overrides, config) for every member, seeds included; validates the definition."""
+  if not sweep:
+    raise UserError("the sweep is empty: get_sweep() must return at least one member")
+  names = [member_name(m) for m in sweep]
+  dupes = sorted({n for n in names if names.count(n) > 1})
+  if dupes:
+    raise UserError(f"the sweep has duplicate members: {', '.join(dupes)}")
+  members = []
+  for overrides in sweep:
+    for s in range(config.num_seeds):
+      o = dict(overrides)
+      if config.num_seeds > 1:
+        o["seed"] = config.seed + s
+      members.append((member_name(o), o, apply_overrides(config, o)))
+  return members
+
+
+def swept_keys(sweep: Sequence[dict[str, Any]]) -> list[str]:
+  keys = []
+  for m in sweep:
+    keys += [k for k in m if k not in keys]
+  return keys
+
+
+def pinned_overrides(config, sweep, command_line: dict[str, Any]) -> dict[str, Any]:
+  """Swept keys that the command line overrides: they pin a single run to that value."""
+  flat = _flat_keys(config)
+  return {k: flat[k] for k in swept_keys(sweep) if k in command_line}
+
+
+def _write_csv(path: pathlib.Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
+  buf = io.StringIO()
+  w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+  w.writeheader()
+  for r in rows:
+    w.writerow({k: r.get(k, "") for k in columns})
+  with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
+    f.write(buf.getvalue())
+  os.replace(f.name, path)
+
+
+def write_summary(workdir: pathlib.Path, members, keys: list[str]) -> list[dict[str, Any]]:
+  """Writes sweep.csv (a row per member) and, with seeds, sweep_seeds.csv; returns the rows."""
+  from vae_jax import train  # pylint: disable=g-import-not-at-top
+
+  rows = []
+  for name, overrides, _ in members:
+    res = train.read_results(workdir / name) or {}
+    failed = res.get("failed") or (workdir / name / "failed.json").exists()
+    row = {"member": name, **overrides,
+           "status": "failed" if failed else ("finished" if res else "missing")}
+    row.update({m: res[m] for m in METRICS if m in res})
+    rows.append(row)
+  columns = ["member", *keys, "status", *[m for m in METRICS if any(m in r for r in rows)]]
+  _write_csv(workdir / "sweep.csv", rows, columns)
+  if any(k == "seed" for _, o, _ in members for k in o):
+    from vae_jax import sweep_figures  # pylint: disable=g-import-not-at-top
+    agg = sweep_figures.group_replicates([r for r in rows if r["status"] == "finished"], METRICS)
+    agg_cols = [k for k in keys if k != "seed"] + ["n"] + [
+        c for m in METRICS for c in (m, f"{m}:std") if any(c in r for r in agg)]
+    _write_csv(workdir / "sweep_seeds.csv", agg, agg_cols)
+  return rows
+
+
+def run_sweep(config, sweep: Sequence[dict[str, Any]], workdir: str | os.PathLike, *,
+              sweep_name: str, only: str | None = None, allow_config_change: bool = False,
+              num_devices: int = 1) -> list[dict[str, Any]]:
+  """Trains the sweep's members (or only the one named `only`) and writes the summary."""
+  from vae_jax import data as data_lib, train  # pylint: disable=g-import-not-at-top
+
+  workdir = pathlib.Path(workdir)
+  members = expand(config, sweep)
+  for name, _, c in members:
+    try:
+      validate.validate(c, num_devices=num_devices)
+    except UserError as e:
+      raise UserError(f"sweep member {name}: {e}") from None
+  if only is not None:
+    chosen = [m for m in members if m[0] == only]
+    if not chosen:
+      raise UserError(f"--member={only!r} is not in the sweep; members: "
+                      + ", ".join(n for n, _, _ in members))
+  else:
+    chosen = members
+  todo = [m for m in chosen if not m_done(workdir / m[0], m[2])]
+  for name, _, c in chosen:
+    if m_done(workdir / name, c) and train.jax.process_index() == 0:
+      print(f"{workdir / name}: finished, skipped")
+
+  groups: dict[str, list] = {}
+  for m in todo:
+    groups.setdefault(train.group_key(m[2]), []).append(m)
+  datasets: dict[str, Any] = {}
+  for group in groups.values():
+    data_key = json.dumps(group[0][2].data.to_dict(), sort_keys=True)
+    if data_key not in datasets:
+      datasets[data_key] = data_lib.load(group[0][2].data)
+    configs = []
+    for name, overrides, c in group:
+      c = c.copy_and_resolve_references()
+      with c.unlocked():
+        c.wandb.group = c.wandb.group or sweep_name
+        c.wandb.name = c.wandb.name or f"{sweep_name}/{name}"
+      configs.append(c)
+    train.train_group(configs, [workdir / n for n, _, _ in group], group_name=sweep_name,
+                      allow_config_change=allow_config_change, dataset=datasets[data_key],
+                      extra_config=[{"sweep": sweep_name, "sweep_overrides": o} for _, o, _ in group])
+
+  if train.jax.process_index() != 0:
+    return []
+  workdir.mkdir(parents=True, exist_ok=True)
+  keys = swept_keys([o for _, o, _ in members])
+  rows = write_summary(workdir, members, keys)
+  plot_sweep(workdir, rows, keys)
+  return rows
+
+
+def m_done(workdir: pathlib.Path, config) -> bool:
+  from vae_jax import train  # pylint: disable=g-import-not-at-top
+  res = train.read_results(workdir)
+  return res is not None and res.get("epochs") == config.num_epochs
+
+
+def plot_sweep(workdir: pathlib.Path, rows, keys) -> list[str]:
+  """The sweep's comparison figure(s), chosen by what it sweeps."""
+  from vae_jax import sweep_figures  # pylint: disable=g-import-not-at-top
+  done = [r for r in rows if r.get("status") == "finished"]
+  paths = []
+  if not done:
+    return paths
+  if "beta" in keys:
+    paths.append(sweep_figures.plot_rate_distortion(done, workdir / "rate_distortion.png"))
+  if "model.latent_dim" in keys:
+    paths.append(sweep_figures.plot_latent_size(done, workdir / "latent_size.png"))
+  return paths
+
+
+def wandb_sweep_spec(sweep: Sequence[dict[str, Any]], *, config_path: str, workdir: str,
+                     sweep_name: str) -> dict[str, Any]:
+  """A W&B sweep definition (grid) whose runs call launch.py with --config.<key>=<value>.
+
+  W&B grids are Cartesian products, so the sweep must be one: every combination of its
+  keys' values is a member.
+  """
+  keys = swept_keys(sweep)
+  values = {k: [] for k in keys}
+  for m in sweep:
+    if set(m) != set(keys):
+      raise UserError("the sweep sets different keys in different members; a W&B grid needs "
+                      f"every member to set all of {keys}")
+    for k in keys:
+      if m[k] not in values[k]:
+        values[k].append(m[k])
+  size = 1
+  for v in values.values():
+    size *= len(v)
+  if size != len(sweep):
+    raise UserError(f"the sweep is not a grid ({len(sweep)} members, {size} combinations of "
+                    "its values); a W&B grid sweep cannot express it")
+  plain = lambda v: list(v) if isinstance(v, tuple) else v
+  return {
+      "name": sweep_name,
+      "program": "launch.py",
+      "method": "grid",
+      "parameters": {f"config.{k}": {"values": [plain(v) for v in vals]}
+                     for k, vals in values.items()},
+      "command": ["${env}", "${interpreter}", "${program}", f"--config={config_path}",
+                  f"--workdir={workdir}", "--member_subdir", "${args}"],
+  }
+
+
+def export_wandb_sweep(path: str | os.PathLike, spec: dict[str, Any]) -> None:
+  import yaml  # pylint: disable=g-import-not-at-top  (a dependency of wandb)
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
+    yaml.safe_dump(spec, f, sort_keys=False)
+  os.replace(f.name, path)
