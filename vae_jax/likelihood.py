@@ -96,8 +96,19 @@ _log_px_chunk_jit = jax.jit(_log_px_chunk, static_argnames=(
     "model_fn", "sample_chunk", "image_chunk"))
 
 
+def default_chunks() -> tuple[int, int]:
+  """(sample_chunk, image_chunk) for the default backend.
+
+  On CPU, 25 x 200 = 5,000 decoded images per step keeps each (rows, pixels) intermediate
+  (16 MB for MNIST) near the caches, measured faster than 50,000-row steps; accelerators
+  want big steps: 500 x 200 rows is ~0.3 GB per intermediate for MNIST.
+  """
+  return (25, 200) if jax.default_backend() == "cpu" else (500, 200)
+
+
 def iwae_log_px(model_fn: Callable[[Any], LatentModel], params, x, key, *, num_samples: int,
-                sample_chunk: int = 500, image_chunk: int = 100, progress: bool = False):
+                sample_chunk: int | None = None, image_chunk: int | None = None,
+                progress: bool = False):
   """The k-sample importance-weighted estimate of log p(x) for each image: shape (N,).
 
   Args:
@@ -108,13 +119,15 @@ def iwae_log_px(model_fn: Callable[[Any], LatentModel], params, x, key, *, num_s
     key: PRNG key; with the same key the result is the same for any chunk sizes.
     num_samples: k >= 1.
     sample_chunk, image_chunk: how many samples / images one step of the loop holds; memory
-      grows with their product.
+      grows with their product. None: `default_chunks()`.
     progress: show a tqdm bar over image chunks.
   """
   if num_samples < 1:
     raise ValueError(f"num_samples={num_samples} must be >= 1")
   n = x.shape[0]
-  sample_chunk = max(1, min(sample_chunk, num_samples))
+  default_sc, default_ic = default_chunks()
+  sample_chunk = max(1, min(sample_chunk or default_sc, num_samples))
+  image_chunk = image_chunk or default_ic
   image_chunk = max(1, min(image_chunk, n))
   pad = -n % image_chunk
   x = jnp.asarray(x)
@@ -130,6 +143,8 @@ def iwae_log_px(model_fn: Callable[[Any], LatentModel], params, x, key, *, num_s
       out.append(_log_px_chunk_jit(model_fn, params, x, jnp.int32(s), key,
                                    num_samples=jnp.int32(num_samples), sample_chunk=sample_chunk,
                                    image_chunk=image_chunk))
+      if progress:  # dispatch is asynchronous: wait, so the bar shows finished chunks
+        out[-1].block_until_ready()
   return jnp.concatenate(out)[:n]
 
 
@@ -192,8 +207,9 @@ def posterior_stats(model, images_u8: np.ndarray, batch: int = 2000) -> dict[str
           "mean_variance": var.tolist()}
 
 
-def test_metrics(model, images_u8: np.ndarray, num_samples: int, key, *, sample_chunk: int = 500,
-                 image_chunk: int = 100, progress: bool = False) -> dict[str, Any]:
+def test_metrics(model, images_u8: np.ndarray, num_samples: int, key, *,
+                 sample_chunk: int | None = None, image_chunk: int | None = None,
+                 progress: bool = False) -> dict[str, Any]:
   """Everything `results.json` records about a VAE's test likelihood.
 
   Returns "test/nll" (-mean L_k in nats per image), "test/nll_k", "test/nll_stderr" (standard

@@ -1,0 +1,92 @@
+"""Seconds for the k = 5000 IWAE evaluation of the whole MNIST test set (10,000 images).
+
+    python benchmarks/iwae_eval.py                      # the full measurement; prints one JSON
+    python benchmarks/iwae_eval.py --num_images 200     # a quick look (scaled up in the JSON)
+
+The model is the core config's MLP 784-400-20 VAE with random parameters: the cost of the
+estimate does not depend on the parameter values. The test images are random binary images
+of MNIST's shape unless --mnist is given (then the real, binarised test split; same cost).
+The first chunk (which compiles) is timed apart; "seconds" is the whole call, compile included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import jax  # pylint: disable=g-import-not-at-top
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from configs import mnist_vae  # pylint: disable=g-import-not-at-top
+from vae_jax import likelihood, models
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--k", type=int, default=5000)
+  p.add_argument("--num_images", type=int, default=10000)
+  p.add_argument("--sample_chunk", type=int, default=None, help="default: by backend")
+  p.add_argument("--image_chunk", type=int, default=None, help="default: by backend")
+  p.add_argument("--mnist", action="store_true", help="use the real test split")
+  args = p.parse_args()
+  sc, ic = likelihood.default_chunks()
+  args.sample_chunk, args.image_chunk = args.sample_chunk or sc, args.image_chunk or ic
+
+  config = mnist_vae.get_config()
+  model = models.from_config(config.model, (28, 28, 1), nnx.Rngs(0))
+  if args.mnist:
+    from vae_jax import data  # pylint: disable=g-import-not-at-top
+    images = data.load(config.data).test_images[:args.num_images]
+  else:
+    rng = np.random.default_rng(0)
+    images = np.where(rng.random((args.num_images, 28, 28, 1)) < 0.13, 255, 0).astype(np.uint8)
+  model_fn, params = likelihood.autoencoder_latents(model)
+  x = jnp.asarray(images, jnp.float32) / 255.0
+  key = jax.random.key(0)
+
+  # Compile (and run) once on one image chunk, then time the full evaluation.
+  t0 = time.perf_counter()
+  jax.block_until_ready(likelihood.iwae_log_px(
+      model_fn, params, x[:args.image_chunk], key, num_samples=args.k,
+      sample_chunk=args.sample_chunk, image_chunk=args.image_chunk))
+  first_chunk = time.perf_counter() - t0
+  t0 = time.perf_counter()
+  log_px = jax.block_until_ready(likelihood.iwae_log_px(
+      model_fn, params, x, key, num_samples=args.k, sample_chunk=args.sample_chunk,
+      image_chunk=args.image_chunk))
+  seconds = time.perf_counter() - t0
+  assert np.all(np.isfinite(np.asarray(log_px)))
+
+  dev = jax.devices()[0]
+  scale = 10000 / args.num_images
+  decoder_flops = 2 * (20 * 400 + 400 * 784) * args.k * args.num_images
+  print(json.dumps({
+      "benchmark": "iwae_eval", "date": datetime.date.today().isoformat(),
+      "k": args.k, "num_images": args.num_images,
+      "seconds": round(seconds, 2),
+      "seconds_for_10000_images": round(seconds * scale, 1),
+      "images_per_s": round(args.num_images / seconds, 2),
+      "samples_per_s": round(args.k * args.num_images / seconds),
+      "decoder_gflop_per_s": round(decoder_flops / seconds / 1e9, 1),
+      "first_chunk_seconds_incl_compile": round(first_chunk, 2),
+      "sample_chunk": min(args.sample_chunk, args.k), "image_chunk": args.image_chunk,
+      "rows_per_step": min(args.sample_chunk, args.k) * args.image_chunk,
+      "device": f"{dev.platform}:{dev.device_kind}", "num_devices_used": 1,
+      "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+      "jax": jax.__version__, "mean_log_px": float(np.mean(np.asarray(log_px))),
+      "model": "MLP 784-400-20 VAE, Bernoulli decoder, random init",
+  }))
+
+
+if __name__ == "__main__":
+  main()

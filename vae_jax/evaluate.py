@@ -1,0 +1,89 @@
+"""Test log-likelihood of a finished run, added to its results.json.
+
+    python -m vae_jax.evaluate --workdir runs/vae30 --k 5000
+
+Computes the k-sample importance-weighted bound on log p(x) over the whole test split (see
+`vae_jax/likelihood.py`) and writes "test/nll", "test/nll_k", "test/nll_stderr", "test/bpd",
+"test/active_units", "test/kl_per_dim" and "test/nll_seconds" into DIR/results.json
+(atomically). Bad input prints one line on stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # pylint: disable=g-import-not-at-top
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A finished run's output folder.")
+_K = flags.DEFINE_integer("k", 5000, "Importance samples per test image (IWAE k >= 1).")
+_SEED = flags.DEFINE_integer("seed", None, "PRNG seed of the estimate; default the run's seed.")
+_SAMPLE_CHUNK = flags.DEFINE_integer(
+    "sample_chunk", None, "Samples per step (memory knob); default by backend, see likelihood.py.")
+_IMAGE_CHUNK = flags.DEFINE_integer(
+    "image_chunk", None, "Images per step (memory knob); default by backend, see likelihood.py.")
+_EPOCH = flags.DEFINE_integer("epoch", None, "Checkpoint to evaluate; default the newest.")
+
+
+def _fail(msg: str):
+  print(f"error: {msg}", file=sys.stderr)
+  sys.exit(2)
+
+
+def evaluate_workdir(workdir, k: int, *, seed: int | None = None, sample_chunk: int | None = None,
+                     image_chunk: int | None = None, epoch: int | None = None,
+                     progress: bool = False, dataset=None) -> dict:
+  """Computes the test NLL metrics of a finished run and merges them into its results.json.
+
+  Returns the metrics added. Raises `UserError` on bad input (no run, unfinished run, AE).
+  `dataset`: the run's `data.Dataset` when already loaded (else loaded from its config).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from vae_jax import likelihood, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from vae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+
+  for name, v in (("k", k), ("sample_chunk", sample_chunk), ("image_chunk", image_chunk)):
+    if v is not None and v < 1:
+      raise UserError(f"--{name}={v} is invalid: expected an integer >= 1")
+  if not os.path.isdir(workdir):
+    raise UserError(f"workdir {workdir} does not exist")
+  config = workdir_lib.read_config(workdir)
+  if config.model.name != "vae":
+    raise UserError(f"{workdir} holds an AE (model.name={config.model.name!r}): a deterministic "
+                    "autoencoder defines no likelihood p(x), so there is no test/nll to compute")
+  config, model, ds = workdir_lib.load_run(workdir, epoch=epoch, dataset=dataset)
+  key = likelihood.nll_key(config.seed if seed is None else seed)
+  metrics = likelihood.test_metrics(model, ds.test_images, k, key, sample_chunk=sample_chunk,
+                                    image_chunk=image_chunk, progress=progress)
+  metrics["test/nll_device"] = str(jax.devices()[0].device_kind)
+  workdir_lib.update_results(workdir, metrics)
+  return metrics
+
+
+def main(argv):
+  if len(argv) > 1:
+    _fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.WARNING)
+  from vae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+
+  if not _WORKDIR.value:
+    _fail("--workdir is required: the folder of a finished run")
+  try:
+    m = evaluate_workdir(_WORKDIR.value, _K.value, seed=_SEED.value,
+                         sample_chunk=_SAMPLE_CHUNK.value, image_chunk=_IMAGE_CHUNK.value,
+                         epoch=_EPOCH.value, progress=True)
+  except UserError as e:
+    _fail(str(e))
+  except KeyboardInterrupt:
+    _fail("interrupted; results.json is unchanged")
+  print(f"{_WORKDIR.value}: test/nll={m['test/nll']:.2f} ± {m['test/nll_stderr']:.2f} "
+        f"(k={m['test/nll_k']}), test/bpd={m['test/bpd']:.4f}, "
+        f"active units={m['test/active_units']}/{len(m['test/kl_per_dim'])}, "
+        f"{m['test/nll_seconds']:.0f} s")
+
+
+if __name__ == "__main__":
+  app.run(main)
