@@ -86,3 +86,11 @@ def update_results(workdir, values: dict) -> dict:
   results.update(values)
   runinfo.write_json(pathlib.Path(workdir) / "results.json", results)
   return results
+
+
+def find_runs(root) -> list[tuple[pathlib.Path, config_dict.ConfigDict]]:
+  """(workdir, config) of every run in `root` itself or its direct subfolders (a sweep's
+  members), sorted by path."""
+  root = pathlib.Path(root)
+  candidates = [root, *sorted(p for p in root.iterdir() if p.is_dir())] if root.is_dir() else []
+  return [(p, read_config(p)) for p in candidates if (p / "config.json").is_file()]

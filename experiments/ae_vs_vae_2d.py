@@ -1,0 +1,73 @@
+"""AE vs VAE with a 2-D latent space on MNIST: latent scatters, manifolds, samples, and more.
+
+    python experiments/ae_vs_vae_2d.py --workdir runs/ae_vs_vae
+
+Trains (or reuses) the two members of configs/mnist_ae_vs_vae.py (MLP 784-400-2, Bernoulli
+decoder, 30 epochs) through the launcher, then writes into WORKDIR/figures:
+
+    ae_vs_vae.png                 both latent scatters and both 10x10 manifolds, side by side
+    {ae,vae}_latents.png          test latents coloured by digit
+    {ae,vae}_manifold.png         decoded grid (VAE: prior quantiles; AE: its latents' range)
+    {ae,vae}_samples.png          decoded samples (VAE: prior; AE: Gaussian fit to its latents)
+    {ae,vae}_interpolations.png   decoded straight lines between pairs of test digits
+    {ae,vae}_reconstructions.png  test inputs and reconstructions
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import _common  # pylint: disable=import-error
+
+CONFIG = "configs/mnist_ae_vs_vae.py"
+
+
+def main():
+  args = _common.parse(_common.parser(__doc__.splitlines()[0], "runs/ae_vs_vae"))
+  if not args.no_train:
+    _common.launch(CONFIG, args.workdir, args.overrides)
+
+  import jax  # pylint: disable=g-import-not-at-top  (after training: keep the launcher's start fast)
+  import numpy as np
+  from vae_jax import data as data_lib, figures, inference, workdir as wd
+  from vae_jax.errors import UserError
+
+  runs = {c.model.name: (p, c) for p, c in wd.find_runs(args.workdir) if c.model.latent_dim == 2}
+  if set(runs) != {"ae", "vae"}:
+    _common.fail(f"{args.workdir} holds no finished 2-D AE and VAE pair (found: "
+                 f"{sorted(runs) or 'none'}); run without --no_train")
+  try:
+    ds = data_lib.load(runs["vae"][1].data)
+    models = {k: wd.load_run(p, dataset=ds)[1] for k, (p, _) in runs.items()}
+  except UserError as e:
+    _common.fail(str(e))
+  args.out.mkdir(parents=True, exist_ok=True)
+  out = args.out
+  written = [figures.save_ae_vs_vae(out / "ae_vs_vae.png", models["ae"], models["vae"],
+                                    ds.test_images, ds.test_labels)]
+  # Interpolation pairs: from the first test image of one digit to the first of another.
+  first = [int(np.flatnonzero(ds.test_labels == d)[0]) for d in range(10)]
+  pairs = [(first[a], first[b]) for a, b in ((0, 6), (1, 7), (2, 3), (4, 9), (5, 8), (3, 8))]
+  ia, ib = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+  pair_labels = [f"{ds.test_labels[a]}→{ds.test_labels[b]}" for a, b in pairs]
+  for kind, model in models.items():
+    lat = inference.encode_means(model, ds.test_images)
+    name = kind.upper()
+    written += [
+        figures.save_latent_scatter(out / f"{kind}_latents.png", lat, ds.test_labels,
+                                    f"{name} (2-D latent): test images, coloured by digit"),
+        figures.save_manifold(out / f"{kind}_manifold.png", model, lat),
+        figures.save_samples(out / f"{kind}_samples.png", model, jax.random.key(0), 64,
+                             ds.train_images[:10000]),
+        figures.save_interpolations(out / f"{kind}_interpolations.png", model,
+                                    ds.test_images[ia], ds.test_images[ib], 10, pair_labels),
+    ]
+    recon = runs[kind][0] / "reconstructions.png"
+    if recon.exists():
+      written.append(str(shutil.copy(recon, out / f"{kind}_reconstructions.png")))
+  for path in written:
+    print(path)
+
+
+if __name__ == "__main__":
+  main()
