@@ -107,22 +107,25 @@ def test_missing_config_file_and_unknown_dataset(tmp_path):
   assert not wd.exists()
 
 
-def test_missing_and_corrupt_data_files_fail_cleanly(tmp_path, mnist_env):
+def test_missing_truncated_and_corrupt_data_files_name_the_file(tmp_path, mnist_env):
   raw = tmp_path / "raw"
   shutil.copytree(os.path.join(mnist_env["VAE_JAX_MANUAL_DIR"], "mnist"), raw)
-  (raw / "train-images-idx3-ubyte.gz").unlink()
   wd = tmp_path / "run"
-  common = ["--config", "configs/mnist_vae.py", "--workdir", str(wd),
+  common = ["--config", "configs/mnist_vae.py", "--workdir", str(wd), f"--config.data.manual_dir={raw}",
             f"--config.data.cache_dir={tmp_path / 'cache'}", f"--config.data.tfds_dir={tmp_path / 'tfds'}"]
-  proc = launch([*common, f"--config.data.manual_dir={raw}"])
-  _assert_clean_failure(proc, "mnist")
+  target = raw / "train-labels-idx1-ubyte.gz"
+  good = target.read_bytes()
+
+  target.unlink()
+  _assert_clean_failure(launch(common), str(target), "missing", "t10k-images-idx3-ubyte.gz")
+  target.write_bytes(good[:1000])
+  _assert_clean_failure(launch(common), str(target), "1000 bytes", f"expected {len(good)}")
+  flipped = bytearray(good)
+  flipped[100] ^= 0xFF
+  target.write_bytes(bytes(flipped))
+  _assert_clean_failure(launch(common), str(target), "SHA-256", "expected 3552534a0a558bbe")
   assert not wd.exists()
-  # A truncated file: the first kilobytes of the real archive.
-  src = os.path.join(mnist_env["VAE_JAX_MANUAL_DIR"], "mnist", "train-images-idx3-ubyte.gz")
-  (raw / "train-images-idx3-ubyte.gz").write_bytes(open(src, "rb").read()[:4096])
-  proc = launch([*common, f"--config.data.manual_dir={raw}"])
-  _assert_clean_failure(proc, "mnist")
-  assert not wd.exists()
+  assert not list((tmp_path / "cache").glob("**/*.npz"))
 
 
 @pytest.mark.parametrize("field,value", [

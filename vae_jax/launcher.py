@@ -84,6 +84,8 @@ def main(*, config, config_path: str, workdir: str | None, allow_config_change: 
     train.train_and_evaluate(config, workdir, allow_config_change=allow_config_change)
   except train.DivergenceError as e:
     _fail(str(e), code=3)
+  except train.Interrupted as e:
+    _fail(str(e), code=128 + e.signum)
   except UserError as e:
     _fail(str(e))
   except KeyboardInterrupt:

@@ -10,6 +10,8 @@ import dataclasses
 import json
 import math
 import pathlib
+import signal
+import threading
 import time
 from typing import Any, Sequence
 
@@ -30,6 +32,43 @@ HPARAM_FIELDS = ("beta", "learning_rate", "kl_warmup_steps", "free_bits")
 
 class DivergenceError(UserError):
   """Training produced NaN or Inf; the last good checkpoint is kept."""
+
+
+class Interrupted(Exception):
+  """SIGTERM or Ctrl-C arrived; a checkpoint of the last finished epoch was saved."""
+
+  def __init__(self, signum: int, epoch: int):
+    self.signum, self.epoch = signum, epoch
+    name = signal.Signals(signum).name
+    super().__init__(f"{name} received: saved a checkpoint at epoch {epoch}; relaunch the same "
+                     "command to resume")
+
+
+class _StopRequests:
+  """Turns the first SIGTERM / SIGINT into a request the loop honours after the current epoch
+  (checkpoint, then exit); a second SIGINT interrupts at once."""
+
+  def __init__(self):
+    self.signum = None
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.signum is not None and signum == signal.SIGINT:
+      raise KeyboardInterrupt
+    self.signum = signum
+    tqdm.write(f"{signal.Signals(signum).name}: stopping after this epoch (checkpointing); "
+               "Ctrl-C again to stop at once")
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
 
 
 @dataclasses.dataclass
@@ -195,50 +234,57 @@ def train_group(configs: Sequence[Any], workdirs: Sequence[str | pathlib.Path], 
              desc=members[0].workdir.name if M == 1 else f"{group_name or 'group'} x{M}",
              mininterval=1.0, dynamic_ncols=True)
   epoch_times, last_train, last_test = [], [{} for _ in members], None
-  for epoch in range(start_epoch, num_epochs):
-    t0 = time.perf_counter()
-    params, opt_state, metrics = compiled(params, opt_state, train_images, hparams, seeds,
-                                          jnp.int32(epoch))
-    metrics = jax.device_get(metrics)
-    dt = time.perf_counter() - t0
-    epoch_times.append(dt)
-    train_seconds += dt
-    step = (epoch + 1) * steps_per_epoch
-    last_epoch = epoch + 1 == num_epochs
+  with _StopRequests() as stop:
+    for epoch in range(start_epoch, num_epochs):
+      t0 = time.perf_counter()
+      params, opt_state, metrics = compiled(params, opt_state, train_images, hparams, seeds,
+                                            jnp.int32(epoch))
+      metrics = jax.device_get(metrics)
+      dt = time.perf_counter() - t0
+      epoch_times.append(dt)
+      train_seconds += dt
+      step = (epoch + 1) * steps_per_epoch
+      last_epoch = epoch + 1 == num_epochs
 
-    for i, m in enumerate(members):
-      bad = int(metrics["nonfinite_step"][i])
-      if bad >= 0 and m.failed is None:
-        m.failed = _divergence_message(m, bad, steps_per_epoch)
-        if is_main:
-          runinfo.write_json(m.workdir / "failed.json", {"error": m.failed, "step": bad})
-          tqdm.write(f"{m.workdir}: {m.failed}")
-    if all(m.failed for m in members):
-      bar.close()
-      _close(members)
-      raise DivergenceError(members[0].failed)
+      for i, m in enumerate(members):
+        bad = int(metrics["nonfinite_step"][i])
+        if bad >= 0 and m.failed is None:
+          m.failed = _divergence_message(m, bad, steps_per_epoch)
+          if is_main:
+            runinfo.write_json(m.workdir / "failed.json", {"error": m.failed, "step": bad})
+            tqdm.write(f"{m.workdir}: {m.failed}")
+      if all(m.failed for m in members):
+        bar.close()
+        _close(members)
+        raise DivergenceError(members[0].failed)
 
-    test = None
-    if (epoch + 1) % cfg0.eval_every_epochs == 0 or last_epoch:
-      test = jax.device_get(evaluate(params, test_images, test_mask, betas, seeds))
-      last_test = test
-    for i, m in enumerate(members):
-      if m.failed:
-        continue
-      scalars = {f"train/{k}": float(v[i]) for k, v in metrics.items() if k != "nonfinite_step"}
-      scalars["train/epoch"] = epoch + 1
-      scalars["train/seconds"] = train_seconds
-      scalars["train/examples_per_s"] = steps_per_epoch * cfg0.batch_size / dt
-      if test is not None:
-        scalars.update({f"test/{k}": float(v[i]) for k, v in test.items()})
-      m.writer.log(step, scalars)
-      last_train[i] = scalars
+      test = None
+      if (epoch + 1) % cfg0.eval_every_epochs == 0 or last_epoch:
+        test = jax.device_get(evaluate(params, test_images, test_mask, betas, seeds))
+        last_test = test
+      for i, m in enumerate(members):
+        if m.failed:
+          continue
+        scalars = {f"train/{k}": float(v[i]) for k, v in metrics.items() if k != "nonfinite_step"}
+        scalars["train/epoch"] = epoch + 1
+        scalars["train/seconds"] = train_seconds
+        scalars["train/examples_per_s"] = steps_per_epoch * cfg0.batch_size / dt
+        if test is not None:
+          scalars.update({f"test/{k}": float(v[i]) for k, v in test.items()})
+        m.writer.log(step, scalars)
+        last_train[i] = scalars
 
-    if (epoch + 1) % cfg0.checkpoint_every_epochs == 0 or last_epoch:
-      _save(members, epoch + 1, params, opt_state)
-    bar.set_postfix(loss=f"{metrics['loss'][0]:.2f}",
-                    test_elbo=f"{last_test['neg_elbo'][0]:.2f}" if last_test is not None else "-")
-    bar.update(1)
+      if (epoch + 1) % cfg0.checkpoint_every_epochs == 0 or last_epoch:
+        _save(members, epoch + 1, params, opt_state)
+      bar.set_postfix(loss=f"{metrics['loss'][0]:.2f}",
+                      test_elbo=f"{last_test['neg_elbo'][0]:.2f}" if last_test is not None else "-")
+      bar.update(1)
+      if stop.signum is not None and not last_epoch:
+        if (epoch + 1) % cfg0.checkpoint_every_epochs:
+          _save(members, epoch + 1, params, opt_state)
+        bar.close()
+        _close(members)
+        raise Interrupted(stop.signum, epoch + 1)
   bar.close()
 
   # Finish -----------------------------------------------------------------------------
@@ -249,14 +295,18 @@ def train_group(configs: Sequence[Any], workdirs: Sequence[str | pathlib.Path], 
               if epoch_times else float("nan"))
   results = []
   for i, m in enumerate(members):
+    if m.failed:
+      res = {"failed": m.failed, "epochs": num_epochs, "members_trained_together": M}
+      if is_main:
+        runinfo.write_json(m.workdir / "results.json", res)
+      results.append(res)
+      continue
     res = {f"test/{k}": float(v[i]) for k, v in last_test.items()}
     res.update({k: v for k, v in last_train[i].items() if k.startswith("train/") and k not in (
         "train/epoch", "train/seconds", "train/examples_per_s", "train/grad_norm")})
     res.update({"train/examples_per_s": ex_per_s, "train/seconds": train_seconds,
                 "train/compile_seconds": compile_seconds, "epochs": num_epochs,
                 "steps": num_epochs * steps_per_epoch, "members_trained_together": M})
-    if m.failed:
-      res["failed"] = m.failed
     if is_main:
       member_params = jax.tree.map(lambda a, i=i: np.asarray(a[i]), params)
       images = _figures(m, graphdef, member_params, rest, ds)

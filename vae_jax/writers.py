@@ -75,14 +75,17 @@ class Writer:
     kwargs = dict(project=wandb_config.project, entity=wandb_config.entity, dir=str(self.workdir),
                   **ident, name=wandb_config.name or name or self.workdir.name,
                   group=wandb_config.group or group, config=dict(config), reinit="create_new",
-                  settings=wandb.Settings(console="off", silent=True, x_disable_stats=True))
+                  settings=wandb.Settings(console="off", silent=True, x_disable_stats=True,
+                                          init_timeout=float(os.environ.get("WANDB_INIT_TIMEOUT", 60))))
     try:
       return wandb.init(mode=wandb_config.mode, **kwargs)
     except Exception as e:  # pylint: disable=broad-except
       if wandb_config.mode != "online":
         raise
-      warnings.warn(f"W&B online run could not start ({type(e).__name__}: {e}); "
+      reason = " ".join(str(e).split())[:200]
+      warnings.warn(f"W&B online run could not start ({type(e).__name__}: {reason}); "
                     "logging offline under DIR/wandb instead (sync later with `wandb sync`)")
+      wandb.teardown()  # the failed attempt still holds the run id in this process
       return wandb.init(mode="offline", **kwargs)
 
   def log(self, step: int, scalars: Mapping[str, float]) -> None:
