@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import os
 import pathlib
 import sys
 import tempfile
+import urllib.parse
 import zipfile
 
 import jax
@@ -117,6 +119,8 @@ def _prepare_with_tfds_quietly(data_config, split):
   if manual_dir is not None and not os.path.isdir(manual_dir):
     raise UserError(f"data folder {manual_dir} does not exist: set config.data.manual_dir or "
                     f"$VAE_JAX_MANUAL_DIR to a folder holding the raw files of {name!r}")
+  if manual_dir is not None:
+    _check_manual_files(name, builder, manual_dir)
   download_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
   try:
     builder.download_and_prepare(download_config=download_config)
