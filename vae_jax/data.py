@@ -132,6 +132,34 @@ def _prepare_with_tfds_quietly(data_config, split):
   return np.asarray(arrays["image"], np.uint8), np.asarray(arrays["label"], np.int32)
 
 
+def _check_manual_files(name: str, builder, manual_dir: str) -> None:
+  """Every raw file TFDS will need is present, of the registered size and SHA-256.
+
+  Checked here, before TFDS runs, so a missing file never falls through to a download
+  attempt and a damaged one is named with what was expected (TFDS's checksum registry).
+  """
+  infos = builder.url_infos or {}
+  names = {url: info.filename or os.path.basename(urllib.parse.urlparse(url).path)
+           for url, info in infos.items()}
+  for url, info in infos.items():
+    path = os.path.join(manual_dir, names[url])
+    if not os.path.isfile(path):
+      raise UserError(f"data file {path} is missing: {name!r} needs "
+                      f"{', '.join(sorted(names.values()))} in {manual_dir}")
+    size = os.path.getsize(path)
+    if info.size is not None and size != int(info.size):
+      raise UserError(f"data file {path} has {size} bytes, expected {int(info.size)} "
+                      "(TFDS checksum registry): truncated or not the published file")
+    if info.checksum:
+      digest = hashlib.sha256()
+      with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+          digest.update(chunk)
+      if digest.hexdigest() != info.checksum:
+        raise UserError(f"data file {path} has SHA-256 {digest.hexdigest()[:16]}..., expected "
+                        f"{info.checksum[:16]}... (TFDS checksum registry): the file is corrupt")
+
+
 def load_split(data_config, split: str) -> tuple[np.ndarray, np.ndarray]:
   """Returns (images uint8 (N, H, W, C), labels int32 (N,)), from the cache when present."""
   path = _cache_path(data_config, split)
@@ -154,7 +182,8 @@ def load_split(data_config, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load(data_config) -> Dataset:
-  """Loads both splits and applies the split-level part of the binarisation."""
+  """Loads both splits, applies the split-level part of the binarisation and removes
+  `data_config.exclude_labels` from the train split (the test split stays whole)."""
   train_x, train_y = load_split(data_config, "train")
   test_x, test_y = load_split(data_config, "test")
   b = data_config.binarization
@@ -164,7 +193,19 @@ def load(data_config) -> Dataset:
   elif b == "dynamic":
     rng = np.random.default_rng(TEST_BINARIZATION_SEED)
     test_x = np.where(rng.random(test_x.shape) < test_x / 255.0, 255, 0).astype(np.uint8)
+  train_x, train_y = exclude_labels(train_x, train_y, data_config.exclude_labels)
+  if not len(train_y):
+    raise UserError(f"config.data.exclude_labels={tuple(data_config.exclude_labels)!r} removes "
+                    f"every training image of {data_config.name!r}")
   return Dataset(data_config.name, b, train_x, train_y, test_x, test_y)
+
+
+def exclude_labels(images, labels, excluded) -> tuple[np.ndarray, np.ndarray]:
+  """Drops the images whose label is in `excluded` (the train split of an anomaly run)."""
+  if not len(excluded):
+    return images, labels
+  keep = ~np.isin(labels, np.asarray(tuple(excluded), labels.dtype))
+  return images[keep], labels[keep]
 
 
 def binarize(images_u8: jax.Array, binarization: str, key: jax.Array | None) -> jax.Array:
