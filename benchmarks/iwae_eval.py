@@ -6,7 +6,8 @@
 The model is the core config's MLP 784-400-20 VAE with random parameters: the cost of the
 estimate does not depend on the parameter values. The test images are random binary images
 of MNIST's shape unless --mnist is given (then the real, binarised test split; same cost).
-The first chunk (which compiles) is timed apart; "seconds" is the whole call, compile included.
+One image chunk is run first (compiling the program) and timed apart; "seconds" then times the
+whole evaluation. On a shared machine read it with "cpu_seconds" and "load_average_1min".
 """
 
 from __future__ import annotations
@@ -60,11 +61,14 @@ def main():
       model_fn, params, x[:args.image_chunk], key, num_samples=args.k,
       sample_chunk=args.sample_chunk, image_chunk=args.image_chunk))
   first_chunk = time.perf_counter() - t0
+  load_before = os.getloadavg()[0]
+  cpu0 = time.process_time()
   t0 = time.perf_counter()
   log_px = jax.block_until_ready(likelihood.iwae_log_px(
       model_fn, params, x, key, num_samples=args.k, sample_chunk=args.sample_chunk,
       image_chunk=args.image_chunk))
   seconds = time.perf_counter() - t0
+  cpu_seconds = time.process_time() - cpu0
   assert np.all(np.isfinite(np.asarray(log_px)))
 
   dev = jax.devices()[0]
@@ -75,6 +79,10 @@ def main():
       "k": args.k, "num_images": args.num_images,
       "seconds": round(seconds, 2),
       "seconds_for_10000_images": round(seconds * scale, 1),
+      # The machine may be shared: process CPU time and the load average tell how much of it
+      # this process got (on an idle n-core machine, seconds ~ cpu_seconds / n).
+      "cpu_seconds": round(cpu_seconds, 1),
+      "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
       "images_per_s": round(args.num_images / seconds, 2),
       "samples_per_s": round(args.k * args.num_images / seconds),
       "decoder_gflop_per_s": round(decoder_flops / seconds / 1e9, 1),
