@@ -17,20 +17,35 @@ _LOG_2PI = math.log(2 * math.pi)
 _LOG_2 = math.log(2.0)
 
 
-def _sum_pixels(x):
-  return jnp.sum(x.reshape(x.shape[0], -1), axis=-1)
+def _flat(a):
+  return a.reshape(a.shape[0], -1)
+
+
+def _softplus(l):
+  """log(1 + e^l) = max(l, 0) + log(1 + e^-|l|), stable for any l.
+
+  Written with log(1 + t), t = e^-|l| in (0, 1], rather than log1p(t) (as in jax.nn.softplus):
+  they differ by less than the float32 rounding of 1 + t (6e-8 nats per pixel), and XLA:CPU
+  runs this form about twice as fast; it is the costliest elementwise op of a training step.
+  """
+  return jnp.maximum(l, 0.0) + jnp.log(1.0 + jnp.exp(-jnp.abs(l)))
 
 
 def nll(likelihood: str, out, log_scale, x):
   """-log p(x | decoder output), summed over pixels: shape (B,)."""
+  # Per-pixel work on (B, pixels): XLA:CPU vectorises an elementwise loop along the minor
+  # dimension only, and images end in a channel axis of size 1 (MNIST: B x 28 x 28 x 1),
+  # which made these loops ~10x slower.
+  out, x = _flat(out), _flat(x)
   if likelihood == "bernoulli":
     # -[x log sigmoid(l) + (1-x) log sigmoid(-l)] = softplus(l) - x l, stable for any l.
-    return _sum_pixels(jax.nn.softplus(out) - x * out)
+    return jnp.sum(_softplus(out) - x * out, axis=-1)
   loc = jax.nn.sigmoid(out)
   if likelihood == "gaussian":
-    return _sum_pixels(0.5 * jnp.square((x - loc) * jnp.exp(-log_scale)) + log_scale + 0.5 * _LOG_2PI)
+    return jnp.sum(0.5 * jnp.square((x - loc) * jnp.exp(-log_scale)) + log_scale + 0.5 * _LOG_2PI,
+                   axis=-1)
   if likelihood == "laplace":
-    return _sum_pixels(jnp.abs(x - loc) * jnp.exp(-log_scale) + log_scale + _LOG_2)
+    return jnp.sum(jnp.abs(x - loc) * jnp.exp(-log_scale) + log_scale + _LOG_2, axis=-1)
   raise ValueError(f"unknown likelihood {likelihood!r}")
 
 

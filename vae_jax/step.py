@@ -107,9 +107,12 @@ def build_train_epoch(*, graphdef, rest, tx, mesh, config, image_shape, num_trai
   shard_batch = NamedSharding(mesh, batch_spec)
 
   def member_step(params, opt_state, hp, images, idx_b, u_b, eps_bxZ, step):
+    # Pixels stay (B, H*W*C) up to the model: XLA:CPU vectorises elementwise loops along the
+    # minor axis only, and image arrays end in a channel axis of size 1 (see likelihoods.nll).
     x = images[idx_b].astype(jnp.float32) / 255.0
     if dynamic:
       x = (u_b < x).astype(jnp.float32)
+    x = x.reshape(x.shape[0], *image_shape)
 
     def loss_of(p):
       model = nnx.merge(graphdef, p, rest)
@@ -141,6 +144,7 @@ def build_train_epoch(*, graphdef, rest, tx, mesh, config, image_shape, num_trai
       out_specs=(P(), P(), P()), check_vma=n_dev > 1)
 
   def epoch_fn(params, opt_state, images, hparams, seeds_M, epoch):
+    images = images.reshape(images.shape[0], -1)  # (N, H*W*C), a free reshape
     shuffle_keys = member_keys(seeds_M, KEY_SHUFFLE)
     train_keys = member_keys(seeds_M, KEY_TRAIN)
     perm_MxSxB = jax.vmap(lambda k: jax.random.permutation(
@@ -160,7 +164,7 @@ def build_train_epoch(*, graphdef, rest, tx, mesh, config, image_shape, num_trai
       params, opt_state = carry
       step, idx, bin_key, eps = xs
       if dynamic:
-        draw = lambda k: uniform(k, (B, *image_shape))
+        draw = lambda k: uniform(k, (B, math.prod(image_shape)))
         u = draw(bin_key) if squeeze else jax.vmap(draw)(bin_key)
       else:
         u = jnp.zeros((B, 1) if squeeze else (M, B, 1), jnp.float32)
