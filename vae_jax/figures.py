@@ -158,11 +158,11 @@ def save_ae_vs_vae(path, ae_model, vae_model, test_images_u8, test_labels, n: in
                   box=((z1[0], z1[-1]), (z2[0], z2[-1])))
     _draw_grid(axes[1, col], decode_manifold(model, z1, z2), z1, z2, _manifold_title(model))
   fig.suptitle("AE vs VAE with a 2-D latent space (MNIST test set)", fontsize=13)
-  return _save(fig, path)
+  return _save(fig, path, dpi=90)  # 1.1k x 1k pixels: readable, a few hundred KB
 
 
-def _save(fig, path) -> str:
+def _save(fig, path, dpi: int = 110) -> str:
   fig.tight_layout()
-  fig.savefig(path, dpi=110)
+  fig.savefig(path, dpi=dpi)
   plt.close(fig)
   return os.fspath(path)
