@@ -28,7 +28,6 @@ def main():
     _common.launch(CONFIG, args.workdir, args.overrides)
 
   import jax  # pylint: disable=g-import-not-at-top  (after training: keep the launcher's start fast)
-  import numpy as np
   from vae_jax import data as data_lib, figures, inference, workdir as wd
   from vae_jax.errors import UserError
 
@@ -45,11 +44,7 @@ def main():
   out = args.out
   written = [figures.save_ae_vs_vae(out / "ae_vs_vae.png", models["ae"], models["vae"],
                                     ds.test_images, ds.test_labels)]
-  # Interpolation pairs: from the first test image of one digit to the first of another.
-  first = [int(np.flatnonzero(ds.test_labels == d)[0]) for d in range(10)]
-  pairs = [(first[a], first[b]) for a, b in ((0, 6), (1, 7), (2, 3), (4, 9), (5, 8), (3, 8))]
-  ia, ib = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
-  pair_labels = [f"{ds.test_labels[a]}→{ds.test_labels[b]}" for a, b in pairs]
+  ia, ib, pair_labels = figures.interpolation_pairs(ds.test_labels)
   for kind, model in models.items():
     lat = inference.encode_means(model, ds.test_images)
     name = kind.upper()

@@ -127,3 +127,19 @@ def test_sweep_figures_write_pngs(tmp_path):
             "seed": 0} for k in ("ae", "vae") for d in (2, 5, 10)]
   figures.plot_latent_size(sizes, tmp_path / "ls.png")
   assert _is_png(tmp_path / "rd.png") and _is_png(tmp_path / "ls.png")
+
+
+@pytest.mark.parametrize("latent_dim", [2, 3])
+def test_run_latent_figures(tmp_path, latent_dim):
+  images, labels = _data()
+  paths = figures.save_latent_figures(tmp_path, _tiny("vae", latent_dim), images, labels)
+  assert set(paths) == ({"latents", "manifold"} if latent_dim == 2 else {"latents"})
+  assert all(_is_png(tmp_path / f"{name}.png") for name in paths)
+
+
+def test_interpolation_pairs_go_between_the_named_digits():
+  labels = np.array([3, 0, 6, 6, 1, 7, 0])
+  ia, ib, names = figures.interpolation_pairs(labels)
+  assert list(ia) == [1, 4] and list(ib) == [2, 5] and names == ["0→6", "1→7"]
+  ia, ib, _ = figures.interpolation_pairs(np.zeros(5, int))  # one digit only: neighbours
+  assert list(ia) == [0, 2] and list(ib) == [1, 3]

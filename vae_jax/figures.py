@@ -8,6 +8,7 @@ latent-size curves) live in `sweep_figures.py` and are re-exported here.
 from __future__ import annotations
 
 import os
+import pathlib
 from typing import Sequence
 
 import jax
@@ -159,6 +160,32 @@ def save_ae_vs_vae(path, ae_model, vae_model, test_images_u8, test_labels, n: in
     _draw_grid(axes[1, col], decode_manifold(model, z1, z2), z1, z2, _manifold_title(model))
   fig.suptitle("AE vs VAE with a 2-D latent space (MNIST test set)", fontsize=13)
   return _save(fig, path, dpi=90)  # 1.1k x 1k pixels: readable, a few hundred KB
+
+
+def interpolation_pairs(labels, digit_pairs=((0, 6), (1, 7), (2, 3), (4, 9), (5, 8), (3, 8))):
+  """Test-set indices (a, b) and row labels "a→b": the first image of one digit to the first
+  of another, for the digit pairs present in `labels`."""
+  labels = np.asarray(labels)
+  first = {int(d): int(np.flatnonzero(labels == d)[0]) for d in np.unique(labels)}
+  pairs = [(first[a], first[b]) for a, b in digit_pairs if a in first and b in first]
+  if not pairs:  # fewer than two of the digits: consecutive images instead
+    pairs = [(i, i + 1) for i in range(0, min(len(labels) - 1, 12), 2)]
+  ia, ib = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+  return ia, ib, [f"{labels[a]}→{labels[b]}" for a, b in pairs]
+
+
+def save_latent_figures(workdir, model, test_images_u8, test_labels) -> dict[str, str]:
+  """A finished run's latent figures in `workdir`: latents.png (scatter; PCA above 2-D) and,
+  for a 2-D latent space, manifold.png. Returns {name: path} for the run's image log."""
+  workdir = pathlib.Path(workdir)
+  lat = inference.encode_means(model, test_images_u8)
+  what = "posterior means" if model.kind == "vae" else "z = f(x)"
+  paths = {"latents": save_latent_scatter(
+      workdir / "latents.png", lat, np.asarray(test_labels),
+      f"{_model_name(model)} test latents ({what}), coloured by digit")}
+  if model.latent_dim == 2:
+    paths["manifold"] = save_manifold(workdir / "manifold.png", model, lat)
+  return paths
 
 
 def _save(fig, path, dpi: int = 110) -> str:

@@ -337,7 +337,8 @@ def _close(members):
 
 
 def _figures(m, graphdef, params, rest, ds) -> dict[str, str]:
-  """Reconstructions and samples of the finished model, as PNGs in its workdir."""
+  """Reconstructions, samples and latents (and the manifold, in 2-D) of the finished model, as
+  PNGs in its workdir."""
   model = nnx.merge(graphdef, params, rest)
   n = m.config.num_plot_images
   x = ds.test_images[:n]
@@ -350,6 +351,8 @@ def _figures(m, graphdef, params, rest, ds) -> dict[str, str]:
   kind = "prior N(0, I)" if m.config.model.name == "vae" else "Gaussian fitted to training latents"
   paths["samples"] = plots.save_grid(m.workdir / "samples.png", samples, 8,
                                      f"Samples: decoded z ~ {kind}")
+  from vae_jax import figures  # pylint: disable=g-import-not-at-top
+  paths.update(figures.save_latent_figures(m.workdir, model, ds.test_images, ds.test_labels))
   return paths
 
 
