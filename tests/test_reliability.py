@@ -100,8 +100,9 @@ def test_sigterm_saves_a_checkpoint_and_the_relaunch_finishes_identically(kill_s
   proc = subprocess.Popen(_cmd(args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True)
   deadline = time.time() + 120
-  while time.time() < deadline and not (wd / "metrics.jsonl").exists():
-    time.sleep(0.05)
+  metrics = wd / "metrics.jsonl"
+  while time.time() < deadline and not (metrics.exists() and metrics.read_text().strip()):
+    time.sleep(0.05)  # until the first epoch has finished
   proc.send_signal(signal.SIGTERM)
   _, err = proc.communicate(timeout=120)
   if proc.returncode == 0:

@@ -122,16 +122,24 @@ def train_and_evaluate(config, workdir, *, allow_config_change: bool = False) ->
   return train_group([config], [workdir], allow_config_change=allow_config_change)[0]
 
 
-def train_group(configs: Sequence[Any], workdirs: Sequence[str | pathlib.Path], *,
-                group_name: str | None = None, allow_config_change: bool = False,
-                dataset: data_lib.Dataset | None = None,
-                extra_config: Sequence[dict] | None = None) -> list[dict]:
+def train_group(configs: Sequence[Any], workdirs: Sequence[str | pathlib.Path], **kwargs) -> list[dict]:
   """Trains members that differ only in VECTORISED_FIELDS as one vmapped program.
 
   Each member writes its own workdir (config.json, metrics.jsonl, checkpoints/, wandb/,
-  results.json, PNGs) exactly as if it had been run alone. `extra_config` adds entries (such
-  as a sweep member's overrides) to each member's W&B config.
+  results.json, PNGs) exactly as if it had been run alone. Keyword arguments: `group_name`,
+  `allow_config_change`, `dataset` (skip loading), `extra_config` (entries such as a sweep
+  member's overrides added to each member's W&B config). SIGTERM / Ctrl-C stop it cleanly
+  after the current epoch (`Interrupted`).
   """
+  with _StopRequests() as stop:
+    return _train_group(configs, workdirs, stop=stop, **kwargs)
+
+
+def _train_group(configs: Sequence[Any], workdirs: Sequence[str | pathlib.Path], *,
+                 stop: _StopRequests, group_name: str | None = None,
+                 allow_config_change: bool = False, dataset: data_lib.Dataset | None = None,
+                 extra_config: Sequence[dict] | None = None) -> list[dict]:
+  """`train_group`'s body, honouring the stop requests of `stop`."""
   # Setup ------------------------------------------------------------------------------
   keys = {group_key(c) for c in configs}
   if len(keys) != 1:
@@ -234,57 +242,60 @@ def train_group(configs: Sequence[Any], workdirs: Sequence[str | pathlib.Path], 
              desc=members[0].workdir.name if M == 1 else f"{group_name or 'group'} x{M}",
              mininterval=1.0, dynamic_ncols=True)
   epoch_times, last_train, last_test = [], [{} for _ in members], None
-  with _StopRequests() as stop:
-    for epoch in range(start_epoch, num_epochs):
-      t0 = time.perf_counter()
-      params, opt_state, metrics = compiled(params, opt_state, train_images, hparams, seeds,
-                                            jnp.int32(epoch))
-      metrics = jax.device_get(metrics)
-      dt = time.perf_counter() - t0
-      epoch_times.append(dt)
-      train_seconds += dt
-      step = (epoch + 1) * steps_per_epoch
-      last_epoch = epoch + 1 == num_epochs
+  for epoch in range(start_epoch, num_epochs):
+    if stop.signum is not None:  # arrived before the first epoch of this launch finished
+      bar.close()
+      _close(members)
+      raise Interrupted(stop.signum, epoch)
+    t0 = time.perf_counter()
+    params, opt_state, metrics = compiled(params, opt_state, train_images, hparams, seeds,
+                                          jnp.int32(epoch))
+    metrics = jax.device_get(metrics)
+    dt = time.perf_counter() - t0
+    epoch_times.append(dt)
+    train_seconds += dt
+    step = (epoch + 1) * steps_per_epoch
+    last_epoch = epoch + 1 == num_epochs
 
-      for i, m in enumerate(members):
-        bad = int(metrics["nonfinite_step"][i])
-        if bad >= 0 and m.failed is None:
-          m.failed = _divergence_message(m, bad, steps_per_epoch)
-          if is_main:
-            runinfo.write_json(m.workdir / "failed.json", {"error": m.failed, "step": bad})
-            tqdm.write(f"{m.workdir}: {m.failed}")
-      if all(m.failed for m in members):
-        bar.close()
-        _close(members)
-        raise DivergenceError(members[0].failed)
+    for i, m in enumerate(members):
+      bad = int(metrics["nonfinite_step"][i])
+      if bad >= 0 and m.failed is None:
+        m.failed = _divergence_message(m, bad, steps_per_epoch)
+        if is_main:
+          runinfo.write_json(m.workdir / "failed.json", {"error": m.failed, "step": bad})
+          tqdm.write(f"{m.workdir}: {m.failed}")
+    if all(m.failed for m in members):
+      bar.close()
+      _close(members)
+      raise DivergenceError(members[0].failed)
 
-      test = None
-      if (epoch + 1) % cfg0.eval_every_epochs == 0 or last_epoch:
-        test = jax.device_get(evaluate(params, test_images, test_mask, betas, seeds))
-        last_test = test
-      for i, m in enumerate(members):
-        if m.failed:
-          continue
-        scalars = {f"train/{k}": float(v[i]) for k, v in metrics.items() if k != "nonfinite_step"}
-        scalars["train/epoch"] = epoch + 1
-        scalars["train/seconds"] = train_seconds
-        scalars["train/examples_per_s"] = steps_per_epoch * cfg0.batch_size / dt
-        if test is not None:
-          scalars.update({f"test/{k}": float(v[i]) for k, v in test.items()})
-        m.writer.log(step, scalars)
-        last_train[i] = scalars
+    test = None
+    if (epoch + 1) % cfg0.eval_every_epochs == 0 or last_epoch:
+      test = jax.device_get(evaluate(params, test_images, test_mask, betas, seeds))
+      last_test = test
+    for i, m in enumerate(members):
+      if m.failed:
+        continue
+      scalars = {f"train/{k}": float(v[i]) for k, v in metrics.items() if k != "nonfinite_step"}
+      scalars["train/epoch"] = epoch + 1
+      scalars["train/seconds"] = train_seconds
+      scalars["train/examples_per_s"] = steps_per_epoch * cfg0.batch_size / dt
+      if test is not None:
+        scalars.update({f"test/{k}": float(v[i]) for k, v in test.items()})
+      m.writer.log(step, scalars)
+      last_train[i] = scalars
 
-      if (epoch + 1) % cfg0.checkpoint_every_epochs == 0 or last_epoch:
+    if (epoch + 1) % cfg0.checkpoint_every_epochs == 0 or last_epoch:
+      _save(members, epoch + 1, params, opt_state)
+    bar.set_postfix(loss=f"{metrics['loss'][0]:.2f}",
+                    test_elbo=f"{last_test['neg_elbo'][0]:.2f}" if last_test is not None else "-")
+    bar.update(1)
+    if stop.signum is not None and not last_epoch:
+      if (epoch + 1) % cfg0.checkpoint_every_epochs:
         _save(members, epoch + 1, params, opt_state)
-      bar.set_postfix(loss=f"{metrics['loss'][0]:.2f}",
-                      test_elbo=f"{last_test['neg_elbo'][0]:.2f}" if last_test is not None else "-")
-      bar.update(1)
-      if stop.signum is not None and not last_epoch:
-        if (epoch + 1) % cfg0.checkpoint_every_epochs:
-          _save(members, epoch + 1, params, opt_state)
-        bar.close()
-        _close(members)
-        raise Interrupted(stop.signum, epoch + 1)
+      bar.close()
+      _close(members)
+      raise Interrupted(stop.signum, epoch + 1)
   bar.close()
 
   # Finish -----------------------------------------------------------------------------
