@@ -140,7 +140,7 @@ def plot_rate_distortion(rows: list[dict], path: str | os.PathLike, *,
   return _save(fig, path)
 
 
-def _nice_levels(lo: float, hi: float, count: int = 8) -> list[float]:
+def _nice_levels(lo: float, hi: float, count: int = 12) -> list[float]:
   span = max(hi - lo, 1.0)
   step = 10 ** math.floor(math.log10(span / count))
   step *= min((m for m in (1, 2, 5, 10) if span / (step * m) <= count + 1), default=10)
