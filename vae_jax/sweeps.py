@@ -221,6 +221,14 @@ def plot_sweep(workdir: pathlib.Path, rows, keys) -> list[str]:
     paths.append(sweep_figures.plot_rate_distortion(done, workdir / "rate_distortion.png"))
   if "model.latent_dim" in keys:
     paths.append(sweep_figures.plot_latent_size(done, workdir / "latent_size.png"))
+  names = {r.get("model.name"): r["member"] for r in done}
+  if keys == ["model.name"] and {"ae", "vae"} <= set(names):
+    from vae_jax import figures, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+    _, ae, ds = workdir_lib.load_run(workdir / names["ae"])
+    _, vae, _ = workdir_lib.load_run(workdir / names["vae"])
+    if ae.latent_dim == vae.latent_dim == 2:
+      paths.append(figures.save_ae_vs_vae(workdir / "ae_vs_vae.png", ae, vae, ds.test_images,
+                                          ds.test_labels))
   return paths
 
 
