@@ -34,9 +34,11 @@ def get_config() -> config_dict.ConfigDict:
 
   c.model = config_dict.ConfigDict()
   c.model.name = "vae"  # "vae" (Gaussian q(z|x)) or "ae" (deterministic bottleneck).
-  c.model.architecture = "mlp"  # "mlp" (convolutional models: "conv", later issue).
+  c.model.architecture = "mlp"  # "mlp" or "conv" (stride-2 convolutions, transposed back up).
   c.model.latent_dim = 20  # Size of z.
   c.model.hidden_sizes = (400,)  # MLP hidden widths, encoder order; the decoder mirrors them.
+  c.model.conv_channels = (32, 64)  # "conv": channels of each stride-2 layer (depth = length).
+  c.model.kernel_size = 4  # "conv": square kernel size of every (transposed) convolution.
   c.model.activation = "relu"  # "relu", "tanh", "elu", "gelu" or "softplus".
   c.model.likelihood = "bernoulli"  # Decoder p(x|z): "bernoulli", "gaussian" or "laplace".
   c.model.scale = 0.1  # Gaussian sigma / Laplace b (initial value when learned).
@@ -45,6 +47,12 @@ def get_config() -> config_dict.ConfigDict:
   c.data = config_dict.ConfigDict()
   c.data.name = "mnist"  # Any TFDS image dataset with `image` and `label` features.
   c.data.binarization = "dynamic"  # "dynamic" (fresh Bernoulli draw), "static" (>0.5) or "none".
+  # Denoising: corrupt the encoder's input only (the loss still targets the clean image):
+  # "none", "gaussian" (+ N(0, level^2), clipped), "salt_and_pepper" or "mask" (pixels hit
+  # with probability level).
+  c.data.corruption = "none"
+  c.data.corruption_level = 0.0  # Gaussian sigma, or the fraction of pixels corrupted.
+  c.data.exclude_labels = ()  # Labels removed from the train split only (anomaly detection).
   # Raw files for offline preparation; unset means $VAE_JAX_MANUAL_DIR/<name> when that is set.
   c.data.manual_dir = config_dict.placeholder(str)
   c.data.tfds_dir = config_dict.placeholder(str)  # TFDS data_dir; unset = TFDS's default.

@@ -2,8 +2,9 @@
 
 `AutoEncoder` is one module for both model kinds: with `kind="vae"` the encoder emits the mean
 and log-variance of a Gaussian q(z|x); with `kind="ae"` it emits z itself. Architectures are
-looked up by name in `ENCODERS` / `DECODERS`, so a new one (the convolutional pair) plugs in
-without touching the rest. The model is built from `config.model` only (`from_config`).
+looked up by name in `ENCODERS` / `DECODERS` ("mlp", and "conv": stride-2 convolutions down,
+transposed convolutions up, for any image size and channel count). The model is built from
+`config.model` only (`from_config`).
 """
 
 from __future__ import annotations
@@ -61,8 +62,68 @@ class MLPDecoder(nnx.Module):
     return self.mlp(z_BxZ).reshape(z_BxZ.shape[0], *self.image_shape)
 
 
-ENCODERS = {"mlp": MLPEncoder}
-DECODERS = {"mlp": MLPDecoder}
+def conv_shapes(image_shape, channels: Sequence[int]) -> list[tuple[int, int]]:
+  """Spatial sizes (H, W) after each stride-2 SAME convolution: ceil(size / 2) per layer."""
+  h, w = image_shape[:2]
+  sizes = []
+  for _ in channels:
+    h, w = -(-h // 2), -(-w // 2)
+    sizes.append((h, w))
+  return sizes
+
+
+class ConvEncoder(nnx.Module):
+  """Image (B, H, W, C) -> flat features: stride-2 convolutions, then dense layers.
+
+  Each convolution halves the spatial size (SAME padding: 28 -> 14 -> 7 -> 4), so any image
+  size works; the feature map is flattened and passed through `hidden_sizes` dense layers.
+  """
+
+  def __init__(self, image_shape, hidden_sizes, out_features, activation, *, rngs,
+               channels: Sequence[int] = (32, 64), kernel_size: int = 4):
+    chans = [image_shape[-1], *channels]
+    self.convs = nnx.List([nnx.Conv(a, b, (kernel_size, kernel_size), (2, 2), padding="SAME",
+                                    rngs=rngs) for a, b in zip(chans[:-1], chans[1:])])
+    h, w = conv_shapes(image_shape, channels)[-1]
+    self.mlp = MLP([h * w * channels[-1], *hidden_sizes, out_features], activation, rngs=rngs)
+    self.activation = ACTIVATIONS[activation]
+
+  def __call__(self, x_BxHxWxC):
+    h = x_BxHxWxC
+    for conv in self.convs:
+      h = self.activation(conv(h))
+    return self.mlp(h.reshape(h.shape[0], -1))
+
+
+class ConvDecoder(nnx.Module):
+  """Latent (B, Z) -> (B, H, W, C): dense layers to the encoder's last feature map, then
+  stride-2 transposed convolutions back up; the output is cropped to the image size when
+  the size is not a multiple of 2^depth (28 -> 4 -> 8 -> 16 -> 32, cropped to 28)."""
+
+  def __init__(self, image_shape, hidden_sizes, latent_dim, activation, *, rngs,
+               channels: Sequence[int] = (32, 64), kernel_size: int = 4):
+    self.image_shape = tuple(image_shape)
+    self.start = (*conv_shapes(image_shape, channels)[-1], channels[-1])
+    sizes = [latent_dim, *reversed(tuple(hidden_sizes)), math.prod(self.start)]
+    self.mlp = MLP(sizes, activation, rngs=rngs)
+    chans = [*reversed(tuple(channels)), image_shape[-1]]
+    self.deconvs = nnx.List([
+        nnx.ConvTranspose(a, b, (kernel_size, kernel_size), (2, 2), padding="SAME", rngs=rngs)
+        for a, b in zip(chans[:-1], chans[1:])])
+    self.activation = ACTIVATIONS[activation]
+
+  def __call__(self, z_BxZ):
+    h = self.activation(self.mlp(z_BxZ)).reshape(z_BxZ.shape[0], *self.start)
+    for i, deconv in enumerate(self.deconvs):
+      h = deconv(h)
+      if i < len(self.deconvs) - 1:
+        h = self.activation(h)
+    height, width = self.image_shape[:2]
+    return h[:, :height, :width]
+
+
+ENCODERS = {"mlp": MLPEncoder, "conv": ConvEncoder}
+DECODERS = {"mlp": MLPDecoder, "conv": ConvDecoder}
 
 
 class AutoEncoder(nnx.Module):
@@ -70,13 +131,18 @@ class AutoEncoder(nnx.Module):
 
   def __init__(self, *, kind: str, architecture: str, image_shape: Sequence[int], latent_dim: int,
                hidden_sizes: Sequence[int], activation: str, likelihood: str, scale: float,
-               learn_scale: bool, rngs: nnx.Rngs):
+               learn_scale: bool, rngs: nnx.Rngs, conv_channels: Sequence[int] = (32, 64),
+               kernel_size: int = 4):
     self.kind = kind
     self.likelihood = likelihood
     self.latent_dim = latent_dim
     enc_out = 2 * latent_dim if kind == "vae" else latent_dim
-    self.encoder = ENCODERS[architecture](image_shape, hidden_sizes, enc_out, activation, rngs=rngs)
-    self.decoder = DECODERS[architecture](image_shape, hidden_sizes, latent_dim, activation, rngs=rngs)
+    conv = ({"channels": tuple(conv_channels), "kernel_size": kernel_size}
+            if architecture == "conv" else {})
+    self.encoder = ENCODERS[architecture](image_shape, hidden_sizes, enc_out, activation,
+                                          rngs=rngs, **conv)
+    self.decoder = DECODERS[architecture](image_shape, hidden_sizes, latent_dim, activation,
+                                          rngs=rngs, **conv)
     log_scale = jnp.asarray(math.log(scale), jnp.float32)
     # A learned scale is a Param (trained, checkpointed); a fixed one is a constant Variable.
     self.log_scale = nnx.Param(log_scale) if learn_scale else nnx.Variable(log_scale)
@@ -100,4 +166,5 @@ def from_config(model_config, image_shape, rngs: nnx.Rngs) -> AutoEncoder:
   return AutoEncoder(kind=m.name, architecture=m.architecture, image_shape=tuple(image_shape),
                      latent_dim=m.latent_dim, hidden_sizes=tuple(m.hidden_sizes),
                      activation=m.activation, likelihood=m.likelihood, scale=m.scale,
-                     learn_scale=m.learn_scale, rngs=rngs)
+                     learn_scale=m.learn_scale, conv_channels=tuple(m.conv_channels),
+                     kernel_size=m.kernel_size, rngs=rngs)

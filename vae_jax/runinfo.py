@@ -20,6 +20,11 @@ _LIBRARIES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "tensorflow-
 # computed (or, for num_epochs, only extending it).
 RESUMABLE_CHANGES = ("num_epochs", "eval_every_epochs", "checkpoint_every_epochs",
                      "keep_checkpoints", "num_plot_images", "eval_batch_size", "eval_nll_k", "wandb.")
+# Fields added to configs/default.py after runs were first written, with the values that
+# reproduce what those runs computed: a saved config without one means that value.
+ADDED_FIELDS = {"model.conv_channels": [32, 64], "model.kernel_size": 4,
+                "data.corruption": "none", "data.corruption_level": 0.0,
+                "data.exclude_labels": []}
 
 
 def resolved_config(config) -> dict[str, Any]:
@@ -68,7 +73,7 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 
 def config_differences(old: dict, new: dict) -> list[str]:
   """Dotted keys whose values differ, ignoring the fields a resumed run may change."""
-  a, b = flatten(old), flatten(new)
+  a, b = {**ADDED_FIELDS, **flatten(old)}, flatten(new)
   keys = sorted(set(a) | set(b))
   diffs = [k for k in keys if a.get(k) != b.get(k)]
   return [k for k in diffs if not any(k == r or (r.endswith(".") and k.startswith(r))

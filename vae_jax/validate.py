@@ -13,10 +13,11 @@ from ml_collections import config_dict
 from vae_jax.errors import UserError
 
 MODEL_NAMES = ("vae", "ae")
-ARCHITECTURES = ("mlp",)
+ARCHITECTURES = ("mlp", "conv")
 LIKELIHOODS = ("bernoulli", "gaussian", "laplace")
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "softplus")
 BINARIZATIONS = ("dynamic", "static", "none")
+CORRUPTIONS = ("none", "gaussian", "salt_and_pepper", "mask")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "warmup_cosine")
 WANDB_MODES = ("offline", "online", "disabled")
@@ -105,6 +106,11 @@ def validate(config: config_dict.ConfigDict, num_devices: int = 1) -> None:
   if not isinstance(hs, (tuple, list)) or any(
       isinstance(h, bool) or not isinstance(h, numbers.Integral) or h < 1 for h in hs):
     _fail("model.hidden_sizes", hs, "a tuple of positive integers, e.g. (400,) or (512, 256)")
+  cc = _get(config, "model.conv_channels")
+  if not isinstance(cc, (tuple, list)) or not cc or any(
+      isinstance(h, bool) or not isinstance(h, numbers.Integral) or h < 1 for h in cc):
+    _fail("model.conv_channels", cc, "a non-empty tuple of positive integers, e.g. (32, 64)")
+  _int(config, "model.kernel_size", 1)
   _choice(config, "model.activation", ACTIVATIONS)
   _choice(config, "model.likelihood", LIKELIHOODS)
   _float(config, "model.scale", 0.0, lo_open=True)
@@ -118,6 +124,18 @@ def validate(config: config_dict.ConfigDict, num_devices: int = 1) -> None:
     _fail("data.binarization", "none",
           "'dynamic' or 'static' with model.likelihood='bernoulli' (grayscale pixels need "
           "'gaussian' or 'laplace' for a proper likelihood)")
+  _choice(config, "data.corruption", CORRUPTIONS)
+  if config.data.corruption == "gaussian":
+    _float(config, "data.corruption_level", 0.0)
+  else:
+    _float(config, "data.corruption_level", 0.0, 1.0)
+  if config.data.corruption != "none" and config.data.corruption_level == 0:
+    _fail("data.corruption_level", 0.0, f"a number > 0 with data.corruption="
+          f"{config.data.corruption!r} (or data.corruption='none')")
+  ex = _get(config, "data.exclude_labels")
+  if not isinstance(ex, (tuple, list)) or any(
+      isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0 for v in ex):
+    _fail("data.exclude_labels", ex, "a tuple of non-negative integer labels, e.g. () or (3,)")
   for f in ("data.manual_dir", "data.tfds_dir", "data.cache_dir"):
     _opt_str(config, f)
 

@@ -28,7 +28,12 @@ def read_config(workdir) -> config_dict.ConfigDict:
     raise UserError(f"{workdir} holds no run: {path} is missing (train it with launch.py first)")
   try:
     d = json.loads(path.read_text())["config"]
-    d["model"]["hidden_sizes"] = tuple(d["model"]["hidden_sizes"])
+    for key, value in runinfo.ADDED_FIELDS.items():  # runs saved before the field existed
+      section, field = key.split(".")
+      d[section].setdefault(field, value)
+    for section, field in (("model", "hidden_sizes"), ("model", "conv_channels"),
+                           ("data", "exclude_labels")):
+      d[section][field] = tuple(d[section][field])
   except (ValueError, KeyError, TypeError):
     raise UserError(f"{path} is not a run's config.json (no 'config' with a 'model')") from None
   return config_dict.ConfigDict(d)
