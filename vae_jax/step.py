@@ -27,7 +27,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from vae_jax import objectives, optim
+from vae_jax import corruption, objectives, optim
 
 KEY_INIT, KEY_SHUFFLE, KEY_TRAIN, KEY_EVAL = range(4)
 
@@ -105,18 +105,24 @@ def build_train_epoch(*, graphdef, rest, tx, mesh, config, image_shape, num_trai
   squeeze = M == 1
   batch_spec = P("data") if squeeze else P(None, "data")
   shard_batch = NamedSharding(mesh, batch_spec)
+  # Denoising: the encoder sees a corrupted copy, the loss targets the clean image. With
+  # "none" none of this enters the program, whose random stream stays exactly as it was.
+  corrupt_kind, corrupt_level = config.data.corruption, config.data.corruption_level
+  corrupting = corrupt_kind != "none"
 
   def member_step(params, opt_state, hp, images, idx_b, u_b, eps_bxZ, step):
+    u_b, c_b = u_b if corrupting else (u_b, None)
     # Pixels stay (B, H*W*C) up to the model: XLA:CPU vectorises elementwise loops along the
     # minor axis only, and image arrays end in a channel axis of size 1 (see likelihoods.nll).
     x = images[idx_b].astype(jnp.float32) / 255.0
     if dynamic:
       x = (u_b < x).astype(jnp.float32)
     x = x.reshape(x.shape[0], *image_shape)
+    x_in = corruption.apply(corrupt_kind, x, c_b, corrupt_level) if corrupting else x
 
     def loss_of(p):
       model = nnx.merge(graphdef, p, rest)
-      return objectives.loss_fn(model, x, x, eps_bxZ, hp, step)
+      return objectives.loss_fn(model, x_in, x, eps_bxZ, hp, step)
 
     (_, metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(params)
     # Data parallelism: every device holds 1/n of the batch; the mean of the per-device
@@ -156,13 +162,16 @@ def build_train_epoch(*, graphdef, rest, tx, mesh, config, image_shape, num_trai
         lambda k: jax.random.split(jax.random.fold_in(k, s)))(train_keys))(steps_S)
     eps_SxMxBxZ = jax.vmap(jax.vmap(lambda k: jax.random.normal(k, (B, Z))))(keys_SxMx2[..., 1])
     xs = (steps_S, jnp.swapaxes(perm_MxSxB, 0, 1), keys_SxMx2[..., 0], eps_SxMxBxZ)
+    if corrupting:  # a separate stream per step: fold_in(step key, salt), see corruption.py
+      step_key = lambda s: jax.vmap(lambda k: corruption.step_key(k, s))(train_keys)
+      xs += (jax.vmap(step_key)(steps_S),)
     if squeeze:
       params, opt_state, hparams = jax.tree.map(lambda a: a[0], (params, opt_state, hparams))
       xs = jax.tree.map(lambda a: a[:, 0] if a.ndim > 1 else a, xs)
 
     def body(carry, xs):
       params, opt_state = carry
-      step, idx, bin_key, eps = xs
+      step, idx, bin_key, eps, *corrupt_key = xs
       if dynamic:
         draw = lambda k: uniform(k, (B, math.prod(image_shape)))
         u = draw(bin_key) if squeeze else jax.vmap(draw)(bin_key)
@@ -172,6 +181,10 @@ def build_train_epoch(*, graphdef, rest, tx, mesh, config, image_shape, num_trai
       # number of devices.
       u = jax.lax.with_sharding_constraint(u, shard_batch)
       eps = jax.lax.with_sharding_constraint(eps, shard_batch)
+      if corrupting:  # the corruption's noise, also drawn for the global batch
+        draw_c = lambda k: corruption.draw_noise(corrupt_kind, k, (B, *image_shape), uniform)
+        c = draw_c(corrupt_key[0]) if squeeze else jax.vmap(draw_c)(corrupt_key[0])
+        u = (u, jax.lax.with_sharding_constraint(c, shard_batch))
       params, opt_state, metrics = sharded_step(params, opt_state, hparams, images, idx, u,
                                                 eps, step)
       return (params, opt_state), metrics
