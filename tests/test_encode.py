@@ -1,0 +1,110 @@
+"""Latent export (`vae_jax.encode`), the probes of `vae_jax.probe`, and the denoising
+evaluation (`vae_jax.denoise`), on fake data."""
+
+import json
+import subprocess
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from tests.conftest import ROOT, fake_dataset, tiny_config
+from vae_jax import denoise, encode, inference, probe, train, workdir
+
+
+@pytest.mark.parametrize("kind", ["vae", "ae"])
+def test_export_latents_are_the_encoder_means_with_aligned_labels(tmp_path, kind):
+  ds = fake_dataset(n_train=64, n_test=24)  # dynamic binarisation
+  train.train_group([tiny_config(num_epochs=1, **{"model.name": kind})], [tmp_path], dataset=ds)
+  written = encode.export_latents(tmp_path, "both", dataset=ds)
+  assert sorted(p.name for p in written.values()) == [
+      "labels_test.npy", "labels_train.npy", "latents_test.npy", "latents_train.npy"]
+  _, model, _ = workdir.load_run(tmp_path, dataset=ds)
+  z_test, y_test = np.load(tmp_path / "latents_test.npy"), np.load(tmp_path / "labels_test.npy")
+  assert z_test.shape == (24, 4) and z_test.dtype == np.float32
+  np.testing.assert_array_equal(y_test, ds.test_labels)
+  means = np.asarray(model.encode(jnp.asarray(ds.test_images, jnp.float32) / 255.0)[0])
+  np.testing.assert_allclose(z_test, means, rtol=1e-5, atol=1e-6)
+  # Train split: binarised once with a fixed seed (dynamic runs), rows aligned with labels.
+  z_train = np.load(tmp_path / "latents_train.npy")
+  np.testing.assert_array_equal(np.load(tmp_path / "labels_train.npy"), ds.train_labels)
+  images, _ = encode.split_images(ds, "train")
+  assert set(np.unique(images)) <= {0, 255}
+  np.testing.assert_allclose(z_train, inference.encode_means(model, images), rtol=1e-6)
+
+
+def test_commands_fail_with_one_line_and_exit_2(tmp_path):
+  for module, extra in (("vae_jax.encode", ["--split", "test"]), ("vae_jax.denoise", [])):
+    out = subprocess.run([sys.executable, "-m", module, "--workdir", str(tmp_path / "nope"),
+                          *extra], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, (module, out.stderr)
+    assert out.stderr.strip().count("\n") == 0 and "does not exist" in out.stderr
+
+
+def test_probes_on_separable_and_on_random_labels():
+  rng = np.random.default_rng(0)
+  centres = rng.normal(0, 10, (4, 3))
+  y = rng.integers(0, 4, 2000)
+  z = centres[y] + rng.normal(0, 0.5, (2000, 3))
+  tr, te = slice(0, 1500), slice(1500, None)
+  assert probe.logistic_accuracy(z[tr], y[tr], z[te], y[te]) == 1.0
+  assert probe.knn_accuracy(z[tr], y[tr], z[te], y[te], k=5, chunk=128) == 1.0
+  noise = rng.normal(size=(2000, 3))
+  assert probe.knn_accuracy(noise[tr], y[tr], noise[te], y[te]) < 0.4  # chance is 0.25
+  assert probe.logistic_accuracy(noise[tr], y[tr], noise[te], y[te]) < 0.4
+
+
+def test_pca_finds_the_largest_variance_directions():
+  rng = np.random.default_rng(1)
+  basis = np.linalg.qr(rng.normal(size=(6, 6)))[0]
+  x = (rng.normal(size=(5000, 6)) * np.array([5.0, 3.0, 1.0, 0.1, 0.1, 0.1])) @ basis.T + 7.0
+  mean, comps = probe.pca_fit(x, 2)
+  np.testing.assert_allclose(comps @ comps.T, np.eye(2), atol=1e-10)
+  np.testing.assert_allclose(np.abs(comps @ basis[:, :2]), np.eye(2), atol=0.02)
+  proj = probe.pca_transform(x, mean, comps)
+  assert proj.shape == (5000, 2)
+  np.testing.assert_allclose(proj.std(0), [5.0, 3.0], rtol=0.05)
+
+
+class _Identity(nnx.Module):
+  """encode = identity, decode = logit: reconstructs its input (up to a clip)."""
+  kind, likelihood, latent_dim = "ae", "gaussian", 64
+
+  def encode(self, x):
+    return x, None
+
+  def decode(self, z):
+    z = jnp.clip(z, 1e-6, 1 - 1e-6)
+    return jnp.log(z) - jnp.log1p(-z)
+
+
+def test_denoise_metrics_compare_against_the_clean_images():
+  import jax  # pylint: disable=g-import-not-at-top
+  clean = fake_dataset(n_test=50, binarization="none").test_images
+  m, images = denoise.evaluate(_Identity(), clean, "salt_and_pepper", 0.2, jax.random.key(0))
+  x = clean / 255.0
+  want = np.mean(np.square(images["noisy"] - x).reshape(50, -1), 1)
+  assert m["mse_input"] == pytest.approx(want.mean(), rel=1e-5) and m["mse_input"] > 0.01
+  assert m["psnr_input"] == pytest.approx(np.mean(10 * np.log10(1 / want)), rel=1e-5)
+  assert m["mse_output"] == pytest.approx(m["mse_input"], rel=1e-4)  # identity denoises nothing
+  assert m["mse_clean_recon"] < 1e-8 and m["psnr_clean_recon"] > 60
+  np.testing.assert_allclose(images["clean"], x)
+
+
+def test_denoise_workdir_writes_results_and_figure(tmp_path):
+  ds = fake_dataset(n_train=512, n_test=64, binarization="none")
+  config = tiny_config(num_epochs=10, learning_rate=1e-2, **{
+      "model.name": "ae", "model.likelihood": "gaussian", "data.binarization": "none",
+      "data.corruption": "mask", "data.corruption_level": 0.5})
+  train.train_group([config], [tmp_path], dataset=ds)
+  out = denoise.denoise_workdir(tmp_path, dataset=ds)
+  saved = json.loads((tmp_path / "results.json").read_text())
+  assert saved["denoise/corruption"] == "mask" and saved["denoise/level"] == 0.5
+  assert saved["denoise/psnr_output"] == out["denoise/psnr_output"]
+  assert "test/rec" in saved  # the run's own results are kept
+  assert out["denoise/mse_output"] < 0.5 * out["denoise/mse_input"]  # it does denoise
+  assert (tmp_path / "denoising.png").stat().st_size > 0
+  with pytest.raises(denoise.UserError, match="level"):
+    denoise.denoise_workdir(tmp_path, "mask", 1.5, dataset=ds)

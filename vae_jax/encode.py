@@ -1,0 +1,95 @@
+"""Export a trained model's latent means, with labels, for use outside the project.
+
+    python -m vae_jax.encode --workdir runs/vae30 [--split test|train|both]
+
+Writes DIR/latents_<split>.npy (float32, (N, Z): the posterior means of a VAE, z = f(x) of an
+AE) and DIR/labels_<split>.npy (int32, (N,)), row i of both from image i of the split (after
+any `data.exclude_labels` on the train split). The inputs are the images the model saw: for
+dynamic binarisation the train split is binarised once with a fixed seed, as the test split
+already is. Bad input prints one line on stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # pylint: disable=g-import-not-at-top
+from absl import app, flags  # pylint: disable=g-import-not-at-top
+
+SPLITS = ("test", "train", "both")
+TRAIN_BINARIZATION_SEED = 1  # fixed binarisation of the train split for "dynamic" runs
+
+
+def split_images(ds, split: str) -> tuple[np.ndarray, np.ndarray]:
+  """(uint8 images, labels) of one split as the model sees them (see the module docstring)."""
+  if split == "test":
+    return ds.test_images, ds.test_labels
+  images = ds.train_images
+  if ds.binarization == "dynamic":
+    rng = np.random.default_rng(TRAIN_BINARIZATION_SEED)
+    images = np.where(rng.random(images.shape) < images / 255.0, 255, 0).astype(np.uint8)
+  return images, ds.train_labels
+
+
+def export_latents(workdir, split: str = "test", *, epoch: int | None = None, dataset=None,
+                   model=None) -> dict[str, pathlib.Path]:
+  """Encodes the split(s) and writes the .npy files into `workdir`; returns their paths.
+
+  `dataset` / `model`: the run's, when already loaded (else read from the workdir).
+  Raises `UserError` for a missing or unfinished run or an unknown split.
+  """
+  from vae_jax import inference, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from vae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+
+  if split not in SPLITS:
+    raise UserError(f"--split={split!r} is invalid: expected one of {', '.join(SPLITS)}")
+  if model is None:
+    _, model, dataset = workdir_lib.load_run(workdir, epoch=epoch, dataset=dataset)
+  written = {}
+  for s in (("test", "train") if split == "both" else (split,)):
+    images, labels = split_images(dataset, s)
+    latents = inference.encode_means(model, images).astype(np.float32)
+    for name, arr in ((f"latents_{s}", latents), (f"labels_{s}", labels.astype(np.int32))):
+      path = pathlib.Path(workdir) / f"{name}.npy"
+      tmp = path.with_suffix(".tmp.npy")
+      np.save(tmp, arr)
+      os.replace(tmp, path)  # atomic: a reader never sees half a file
+      written[name] = path
+  return written
+
+
+def _fail(msg: str):
+  print(f"error: {msg}", file=sys.stderr)
+  sys.exit(2)
+
+
+def main(argv):
+  if len(argv) > 1:
+    _fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.WARNING)
+  from vae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  if not flags.FLAGS.workdir:
+    _fail("--workdir is required: the folder of a finished run")
+  try:
+    written = export_latents(flags.FLAGS.workdir, flags.FLAGS.split, epoch=flags.FLAGS.epoch)
+  except UserError as e:
+    _fail(str(e))
+  for name, path in written.items():
+    print(f"{path}: {np.load(path, mmap_mode='r').shape}")
+
+
+def _define_flags():
+  """Command-line flags, defined only when run as a program (modules stay importable together)."""
+  flags.DEFINE_string("workdir", None, "A finished run's output folder.")
+  flags.DEFINE_enum("split", "test", SPLITS, "Which split(s) to encode.")
+  flags.DEFINE_integer("epoch", None, "Checkpoint to use; default the newest.")
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)
