@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import os
 import pathlib
+import shutil
 import sys
 import tempfile
 import urllib.parse
@@ -121,13 +122,19 @@ def _prepare_with_tfds_quietly(data_config, split):
                     f"$VAE_JAX_MANUAL_DIR to a folder holding the raw files of {name!r}")
   if manual_dir is not None:
     _check_manual_files(name, builder, manual_dir)
-  download_config = tfds.download.DownloadConfig(manual_dir=manual_dir)
+  # A fresh extraction folder: TFDS names extracted files by file name alone
+  # (downloads/extracted/GZIP.train-images-idx3-ubyte.gz), and MNIST and Fashion-MNIST share
+  # file names, so a shared folder silently hands the second dataset the first one's images.
+  extract_dir = tempfile.mkdtemp(prefix=f"vae_jax_extract_{name}_")
+  download_config = tfds.download.DownloadConfig(manual_dir=manual_dir, extract_dir=extract_dir)
   try:
     builder.download_and_prepare(download_config=download_config)
   except Exception as e:  # Missing / truncated / corrupt raw files surface here.
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     where = manual_dir or "the TFDS download"
     raise UserError(f"could not prepare {name!r} from {where}: {type(e).__name__}: {msg[:300]}") from None
+  finally:
+    shutil.rmtree(extract_dir, ignore_errors=True)
   arrays = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
   return np.asarray(arrays["image"], np.uint8), np.asarray(arrays["label"], np.int32)
 
