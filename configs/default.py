@@ -17,12 +17,20 @@ def get_config() -> config_dict.ConfigDict:
   c.num_epochs = 30  # Passes over the training split (0 = evaluate the initial model only).
   c.batch_size = 128  # Global batch, split evenly over every device of the mesh.
   c.learning_rate = 1e-3  # Peak learning rate (the schedule multiplies it).
-  c.lr_schedule = "constant"  # "constant", "cosine" (to 0 at the end) or "warmup_cosine".
+  # "constant", "cosine" (to 0 at the end), "warmup_cosine", or "iwae_paper" (Burda et al.:
+  # 3^i epochs at 10^(-i/7) times learning_rate, i = 0..7, 3,280 epochs in all).
+  c.lr_schedule = "constant"
   c.lr_warmup_epochs = 0  # Linear warm-up length for "warmup_cosine".
   c.beta = 1.0  # Weight of the KL term: loss = rec + beta * KL (beta-VAE when != 1).
   c.kl_warmup_steps = 0  # Anneal the KL weight linearly from 0 to beta over this many steps.
   c.free_bits = 0.0  # Nats per latent dimension below which KL is not penalised (0 = off).
   c.num_seeds = 1  # Sweeps: repeat every member with seeds seed, seed+1, ... (mean +- std).
+  # VAE training objective over k = num_importance_samples samples of z per image: "elbo"
+  # (mean over the k samples of the ELBO) or "iwae" (log of the mean importance weight, a
+  # tighter bound; beta weights log p(z) - log q(z|x) inside each weight). Both are the ELBO
+  # at k = 1. free_bits needs "elbo".
+  c.objective = "elbo"
+  c.num_importance_samples = 1  # k: latent samples per image per step (VAE only).
 
   c.optimizer = config_dict.ConfigDict()
   c.optimizer.name = "adam"  # "adam", "adamw" or "sgd" (optax).
@@ -35,7 +43,7 @@ def get_config() -> config_dict.ConfigDict:
   c.model = config_dict.ConfigDict()
   c.model.name = "vae"  # "vae" (Gaussian q(z|x)) or "ae" (deterministic bottleneck).
   c.model.architecture = "mlp"  # "mlp" or "conv" (stride-2 convolutions, transposed back up).
-  c.model.latent_dim = 20  # Size of z.
+  c.model.latent_dim = 20  # Size of z (of z1, the layer the decoder reads, with two layers).
   c.model.hidden_sizes = (400,)  # MLP hidden widths, encoder order; the decoder mirrors them.
   c.model.conv_channels = (32, 64)  # "conv": channels of each stride-2 layer (depth = length).
   c.model.kernel_size = 4  # "conv": square kernel size of every (transposed) convolution.
@@ -43,6 +51,12 @@ def get_config() -> config_dict.ConfigDict:
   c.model.likelihood = "bernoulli"  # Decoder p(x|z): "bernoulli", "gaussian" or "laplace".
   c.model.scale = 0.1  # Gaussian sigma / Laplace b (initial value when learned).
   c.model.learn_scale = False  # Learn one global log-scale for gaussian / laplace decoders.
+  # 1, or 2 for a VAE with a second latent layer z2 above z1 (MLP only): q(z1|x) q(z2|z1),
+  # p(z2) = N(0, I), p(z1|z2) Gaussian, p(x|z1) the decoder. The top_* fields shape the part
+  # between z1 and z2 and are ignored with one layer.
+  c.model.stochastic_layers = 1
+  c.model.top_latent_dim = 10  # Size of z2.
+  c.model.top_hidden_sizes = (100, 100)  # Widths z1 -> z2 in q; mirrored z2 -> z1 in p.
 
   c.data = config_dict.ConfigDict()
   c.data.name = "mnist"  # Any TFDS image dataset with `image` and `label` features.

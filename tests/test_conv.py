@@ -87,12 +87,17 @@ def test_runs_saved_before_the_new_fields_still_load_and_resume(tmp_path):
     assert defaults[key] == value, key  # the stand-ins equal the current defaults
   info = runinfo.run_info(config)
   for key in runinfo.ADDED_FIELDS:
-    section, field = key.split(".")
-    del info["config"][section][field]
+    *sections, field = key.split(".")
+    node = info["config"]
+    for section in sections:
+      node = node[section]
+    del node[field]
   runinfo.write_json(tmp_path / "config.json", info)
   old = workdir.read_config(tmp_path)
   assert old.model.conv_channels == (32, 64) and old.model.kernel_size == 4
   assert old.data.corruption == "none" and old.data.exclude_labels == ()
+  assert old.objective == "elbo" and old.num_importance_samples == 1
+  assert old.model.stochastic_layers == 1 and old.model.top_hidden_sizes == (100, 100)
   assert runinfo.config_differences(info["config"], runinfo.resolved_config(config)) == []
   changed = tiny_config(**{"data.corruption": "mask", "data.corruption_level": 0.5})
   assert runinfo.config_differences(info["config"], runinfo.resolved_config(changed)) == [

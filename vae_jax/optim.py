@@ -35,6 +35,15 @@ def schedule(config, steps_per_epoch: int):
     return optax.constant_schedule(1.0)
   if config.lr_schedule == "cosine":
     return optax.cosine_decay_schedule(1.0, total)
+  if config.lr_schedule == "iwae_paper":
+    # Burda et al. (2016): 3^i epochs at 10^(-i/7) times the peak rate for i = 0..7, i.e.
+    # drops after epochs 1, 4, 13, 40, 121, 364 and 1093, the last stage ending at 3,280.
+    # A run shorter than that follows the same epochs up to its end; a longer one stays at
+    # the last rate. (The authors' code rounds each rate to two significant digits, e.g.
+    # 7.2e-4 for 7.197e-4; this follows the paper's formula.)
+    ends = [sum(3**j for j in range(i + 1)) for i in range(7)]
+    return optax.piecewise_constant_schedule(
+        1.0, {e * steps_per_epoch: 10.0**(-1 / 7) for e in ends})
   if config.lr_schedule == "warmup_cosine":
     warm = config.lr_warmup_epochs * steps_per_epoch
     return optax.warmup_cosine_decay_schedule(0.0, 1.0, max(warm, 1), total)

@@ -24,7 +24,9 @@ RESUMABLE_CHANGES = ("num_epochs", "eval_every_epochs", "checkpoint_every_epochs
 # reproduce what those runs computed: a saved config without one means that value.
 ADDED_FIELDS = {"model.conv_channels": [32, 64], "model.kernel_size": 4,
                 "data.corruption": "none", "data.corruption_level": 0.0,
-                "data.exclude_labels": []}
+                "data.exclude_labels": [], "objective": "elbo", "num_importance_samples": 1,
+                "model.stochastic_layers": 1, "model.top_latent_dim": 10,
+                "model.top_hidden_sizes": [100, 100]}
 
 
 def resolved_config(config) -> dict[str, Any]:

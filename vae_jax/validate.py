@@ -19,7 +19,8 @@ ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "softplus")
 BINARIZATIONS = ("dynamic", "static", "none")
 CORRUPTIONS = ("none", "gaussian", "salt_and_pepper", "mask")
 OPTIMIZERS = ("adam", "adamw", "sgd")
-LR_SCHEDULES = ("constant", "cosine", "warmup_cosine")
+LR_SCHEDULES = ("constant", "cosine", "warmup_cosine", "iwae_paper")
+OBJECTIVES = ("elbo", "iwae")
 WANDB_MODES = ("offline", "online", "disabled")
 
 
@@ -75,6 +76,32 @@ def _get(c, field):
   return node
 
 
+def _check_objective(config) -> None:
+  """The combinations of objective, k, model and free bits that define something."""
+  vae = config.model.name == "vae"
+  if config.objective != "elbo" and not vae:
+    _fail("objective", config.objective, "'elbo' with model.name='ae' (an AE has no q(z|x) to "
+          "importance-weight)")
+  if config.num_importance_samples > 1 and not vae:
+    _fail("num_importance_samples", config.num_importance_samples,
+          "1 with model.name='ae' (an AE's code is deterministic: there is nothing to sample)")
+  if config.model.stochastic_layers == 2:
+    if not vae:
+      _fail("model.stochastic_layers", 2, "1 with model.name='ae' (stacked latent layers are "
+            "stochastic: use model.name='vae')")
+    if config.model.architecture != "mlp":
+      _fail("model.stochastic_layers", 2, f"1 with model.architecture="
+            f"{config.model.architecture!r} (two stochastic layers are MLP-only)")
+  # Free bits floor each latent dimension's analytic KL; the importance-weighted bound holds
+  # no such term, nor does a two-layer model (whose p(z1|z2) has no closed-form KL).
+  if config.free_bits > 0 and vae and config.objective == "iwae":
+    _fail("free_bits", config.free_bits, "0 with objective='iwae' (the bound has no "
+          "per-dimension KL to floor)")
+  if config.free_bits > 0 and vae and config.model.stochastic_layers == 2:
+    _fail("free_bits", config.free_bits, "0 with model.stochastic_layers=2 (a two-layer model "
+          "has no per-dimension analytic KL to floor)")
+
+
 def validate(config: config_dict.ConfigDict, num_devices: int = 1) -> None:
   """Checks every field the library reads; raises UserError on the first bad one."""
   _int(config, "seed", 0)
@@ -91,6 +118,8 @@ def validate(config: config_dict.ConfigDict, num_devices: int = 1) -> None:
   _int(config, "kl_warmup_steps", 0)
   _float(config, "free_bits", 0.0)
   _int(config, "num_seeds", 1)
+  _choice(config, "objective", OBJECTIVES)
+  _int(config, "num_importance_samples", 1)
 
   _choice(config, "optimizer.name", OPTIMIZERS)
   _float(config, "optimizer.b1", 0.0, 1.0)
@@ -115,6 +144,15 @@ def validate(config: config_dict.ConfigDict, num_devices: int = 1) -> None:
   _choice(config, "model.likelihood", LIKELIHOODS)
   _float(config, "model.scale", 0.0, lo_open=True)
   _bool(config, "model.learn_scale")
+  _int(config, "model.stochastic_layers", 1)
+  if config.model.stochastic_layers > 2:
+    _fail("model.stochastic_layers", config.model.stochastic_layers, "1 or 2")
+  _int(config, "model.top_latent_dim", 1)
+  ths = _get(config, "model.top_hidden_sizes")
+  if not isinstance(ths, (tuple, list)) or any(
+      isinstance(h, bool) or not isinstance(h, numbers.Integral) or h < 1 for h in ths):
+    _fail("model.top_hidden_sizes", ths, "a tuple of positive integers, e.g. (100, 100) or ()")
+  _check_objective(config)
 
   _opt_str(config, "data.name")
   if not isinstance(config.data.name, str):
