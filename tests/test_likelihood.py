@@ -46,7 +46,7 @@ def linear_model(params) -> L.LatentModel:
   def log_likelihood(x, z_SxBxZ):
     return jnp.sum(stats.norm.logpdf(x, z_SxBxZ @ w.T + b, s), axis=-1)
 
-  return L.LatentModel(posterior, log_likelihood)
+  return L.gaussian_latent_model(posterior, log_likelihood, Z)
 
 
 def _params(shift=0.0, logvar_add=0.0, **kw):
@@ -142,9 +142,9 @@ def test_mean_log_weight_is_the_analytic_elbo():
   x = jnp.asarray(x_u8 / np.float32(255))
   fn, params = L.autoencoder_latents(model)
   lm = fn(params)
-  mean, logvar = lm.posterior(x)
+  mean, logvar = lm.encode(x)
   eps = jax.random.normal(jax.random.key(0), (20000, len(x), Z))
-  lw = L.log_weights(lm, x, mean, logvar, eps)
+  lw = lm.log_weights(x, (mean, logvar), eps)
   log_lik = -jax.vmap(lambda e: likelihoods.nll(
       "bernoulli", model.decode(objectives.reparameterize(mean, logvar, e)), 0.0, x))(eps)
   kl = jnp.sum(objectives.gaussian_kl(mean, logvar), -1)

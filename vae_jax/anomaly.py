@@ -58,7 +58,7 @@ def _rec(model, x):
 
 @nnx.jit
 def _neg_elbo(model, x, key):
-  eps = jax.random.normal(key, (x.shape[0], model.latent_dim))
+  eps = jax.random.normal(key, (x.shape[0], model.noise_dim))
   return objectives.eval_metrics(model, x, eps, 1.0)["neg_elbo"]
 
 

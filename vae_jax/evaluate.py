@@ -79,9 +79,10 @@ def main(argv):
     _fail(str(e))
   except KeyboardInterrupt:
     _fail("interrupted; results.json is unchanged")
+  units = (f"{m['test/active_units']}/{len(m['test/kl_per_dim'])}" if "test/kl_per_dim" in m
+           else f"{m['test/active_units']} (z1), {m['test/active_units_top']} (z2)")
   print(f"{_WORKDIR.value}: test/nll={m['test/nll']:.2f} ± {m['test/nll_stderr']:.2f} "
-        f"(k={m['test/nll_k']}), test/bpd={m['test/bpd']:.4f}, "
-        f"active units={m['test/active_units']}/{len(m['test/kl_per_dim'])}, "
+        f"(k={m['test/nll_k']}), test/bpd={m['test/bpd']:.4f}, active units={units}, "
         f"{m['test/nll_seconds']:.0f} s")
 
 

@@ -48,10 +48,16 @@ def reconstruct(model, images_u8: np.ndarray) -> np.ndarray:
 def prior_samples(model, key, n: int, train_images_u8: np.ndarray | None = None) -> np.ndarray:
   """Mean images of n latent draws.
 
-  VAE: z ~ N(0, I), its prior. AE: it has no prior, so z ~ N(m, C) with m, C fitted to the
-  latents of `train_images_u8`; the gaps between its clusters show why such samples look worse.
+  VAE: z ~ N(0, I), its prior; with two stochastic layers, ancestrally z2 ~ N(0, I) and
+  z1 ~ p(z1|z2). AE: it has no prior, so z ~ N(m, C) with m, C fitted to the latents of
+  `train_images_u8`; the gaps between its clusters show why such samples look worse.
   """
-  if model.kind == "vae":
+  if model.kind == "vae" and model.stochastic_layers == 2:
+    key_z2, key_z1 = jax.random.split(key)
+    with jax.default_matmul_precision("float32"):
+      mean, logvar = model.prior_z1(jax.random.normal(key_z2, (n, model.top_latent_dim)))
+      z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key_z1, mean.shape)
+  elif model.kind == "vae":
     z = jax.random.normal(key, (n, model.latent_dim))
   else:
     lat = encode_means(model, train_images_u8).astype(np.float64)

@@ -7,9 +7,12 @@ is computed on device: each jitted call takes one chunk of images, encodes it on
 loops (`lax.fori_loop`) over chunks of samples, keeping a running log-sum-exp (max and rescaled sum),
 so memory is O(image_chunk * sample_chunk) whatever k is.
 
-The core (`iwae_log_px`) takes any `LatentModel`: a diagonal-Gaussian posterior and two log
-densities given as callables. `autoencoder_latents` adapts a trained `models.AutoEncoder`;
-the tests drive the core with a linear-Gaussian model whose log p(x) is known exactly.
+The core (`iwae_log_px`) takes any `LatentModel`: an encoder run once per image and a
+function of the noise giving the log weights. `autoencoder_latents` adapts a trained
+`models.AutoEncoder` of one or two stochastic layers through `objectives.log_weight_terms`,
+the same function the training objectives use, so training and evaluation cannot disagree
+on what a log weight is; `gaussian_latent_model` builds one from three densities, and the
+tests drive the core with a linear-Gaussian model whose log p(x) is known exactly.
 
 Noise is keyed per (image, sample): eps[n, i] = normal(fold_in(fold_in(key, n), i)), so the
 estimate is deterministic given the key and does not depend on the chunk sizes.
@@ -27,36 +30,45 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from vae_jax import likelihoods, objectives
+from vae_jax import objectives
 
-_LOG_2PI = math.log(2 * math.pi)
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): Cov_x(E_q[z_d]) > 0.01 counts as active.
 _NLL_KEY_SALT = 0x1AE5  # The key of the test-NLL evaluation is fold_in(key(seed), this).
 
-
-def standard_normal_log_prob(z_SxBxZ):
-  """log N(z; 0, I) summed over the last axis."""
-  return -0.5 * jnp.sum(jnp.square(z_SxBxZ) + _LOG_2PI, axis=-1)
+standard_normal_log_prob = objectives.standard_normal_log_prob
 
 
 class LatentModel(NamedTuple):
   """What the estimator needs from a latent-variable model.
 
-  posterior: x_Bx... -> (mean_BxZ, logvar_BxZ) of a diagonal Gaussian q(z|x).
-  log_likelihood: (x_Bx..., z_SxBxZ) -> log p(x|z), shape (S, B).
-  log_prior: z_SxBxZ -> log p(z), shape (S, B).
+  encode: x_Bx... -> q, whatever of q(z|x) depends on the image alone (a pytree; for a
+    diagonal Gaussian, (mean_BxZ, logvar_BxZ)); computed once per chunk of images.
+  log_weights: (x_Bx..., q, eps_SxBxE) -> log p(x, z) - log q(z|x) at the latents z that the
+    standard normal eps reparameterises: shape (S, B).
+  noise_dim: E, standard normal numbers per sample and image.
   """
-  posterior: Callable
-  log_likelihood: Callable
-  log_prior: Callable = standard_normal_log_prob
+  encode: Callable
+  log_weights: Callable
+  noise_dim: int
 
 
-def log_weights(model: LatentModel, x, mean_BxZ, logvar_BxZ, eps_SxBxZ):
-  """log p(x, z) - log q(z|x) for z = mean + sigma * eps: shape (S, B)."""
-  z = mean_BxZ + jnp.exp(0.5 * logvar_BxZ) * eps_SxBxZ
-  # log q from eps itself: (z - mean) / sigma = eps exactly, with no cancellation.
-  log_q = -0.5 * jnp.sum(jnp.square(eps_SxBxZ) + logvar_BxZ + _LOG_2PI, axis=-1)
-  return model.log_likelihood(x, z) + model.log_prior(z) - log_q
+def gaussian_log_weights(log_likelihood, log_prior, x, mean_BxZ, logvar_BxZ, eps_SxBxZ):
+  """log p(x, z) - log q(z|x) for a diagonal Gaussian q and z = mean + sigma * eps: (S, B)."""
+  z = objectives.reparameterize(mean_BxZ, logvar_BxZ, eps_SxBxZ)
+  return log_likelihood(x, z) + log_prior(z) - objectives.log_q_of_eps(eps_SxBxZ, logvar_BxZ)
+
+
+def gaussian_latent_model(posterior: Callable, log_likelihood: Callable, latent_dim: int,
+                          log_prior: Callable = standard_normal_log_prob) -> LatentModel:
+  """A one-layer model with diagonal Gaussian q(z|x), from its three densities.
+
+  posterior: x_Bx... -> (mean_BxZ, logvar_BxZ); log_likelihood: (x_Bx..., z_SxBxZ) -> (S, B);
+  log_prior: z_SxBxZ -> (S, B).
+  """
+  def log_weights(x, q, eps_SxBxZ):
+    return gaussian_log_weights(log_likelihood, log_prior, x, *q, eps_SxBxZ)
+
+  return LatentModel(encode=posterior, log_weights=log_weights, noise_dim=latent_dim)
 
 
 def noise(key, image_idx_B, sample_idx_S, latent_dim: int):
@@ -72,21 +84,21 @@ def _log_px_chunk(model_fn, params, x_all, start, key, *, num_samples, sample_ch
   x = jax.lax.dynamic_slice_in_dim(x_all, start, image_chunk)
   image_idx = start + jnp.arange(image_chunk)
   model = model_fn(params)
-  mean, logvar = model.posterior(x)
+  q = model.encode(x)
   num_chunks = (num_samples + sample_chunk - 1) // sample_chunk
 
   def body(c, carry):
     run_max, run_sum = carry
     sample_idx = c * sample_chunk + jnp.arange(sample_chunk)
-    eps = noise(key, image_idx, sample_idx, mean.shape[-1])
-    lw_SxB = log_weights(model, x, mean, logvar, eps)
+    eps = noise(key, image_idx, sample_idx, model.noise_dim)
+    lw_SxB = model.log_weights(x, q, eps)
     lw_SxB = jnp.where((sample_idx < num_samples)[:, None], lw_SxB, -jnp.inf)  # last chunk's pad
     new_max = jnp.maximum(run_max, jnp.max(lw_SxB, axis=0))
     safe = jnp.where(jnp.isfinite(new_max), new_max, 0.0)
     run_sum = run_sum * jnp.exp(run_max - safe) + jnp.sum(jnp.exp(lw_SxB - safe), axis=0)
     return new_max, run_sum
 
-  init = (jnp.full(mean.shape[:1], -jnp.inf, mean.dtype), jnp.zeros(mean.shape[:1], mean.dtype))
+  init = (jnp.full((image_chunk,), -jnp.inf, x.dtype), jnp.zeros((image_chunk,), x.dtype))
   # k is traced (a while loop over its chunks), so one compiled program serves every k.
   run_max, run_sum = jax.lax.fori_loop(0, num_chunks, body, init)
   return run_max + jnp.log(run_sum) - jnp.log(num_samples.astype(run_sum.dtype))
@@ -159,14 +171,11 @@ class AutoEncoderLatents:
   def __call__(self, state) -> LatentModel:
     model = nnx.merge(self.graphdef, state)
 
-    def log_likelihood(x_Bx, z_SxBxZ):
-      s, b, zd = z_SxBxZ.shape
-      out = model.decode(z_SxBxZ.reshape(s * b, zd)).reshape(s, b, *x_Bx.shape[1:])
-      # vmap over samples broadcasts x instead of materialising k copies (2x faster on CPU).
-      nll_S = jax.vmap(lambda o: likelihoods.nll(model.likelihood, o, model.log_scale[...], x_Bx))
-      return -nll_S(out)
+    def log_weights(x_Bx, q, eps_SxBxE):
+      log_lik, log_prior, log_q = objectives.log_weight_terms(model, q, x_Bx, eps_SxBxE)
+      return log_lik + log_prior - log_q
 
-    return LatentModel(posterior=model.encode, log_likelihood=log_likelihood)
+    return LatentModel(encode=model.encode, log_weights=log_weights, noise_dim=model.noise_dim)
 
 
 def autoencoder_latents(model) -> tuple[AutoEncoderLatents, Any]:
@@ -183,8 +192,13 @@ def nll_key(seed: int):
 
 
 @nnx.jit
-def _posterior(model, x):
-  return model.encode(x)
+def _posterior(model, x, key):
+  """q(z1|x)'s (mean, logvar), and for two layers the mean of q(z2|z1) at one sample of z1."""
+  mean, logvar = model.encode(x)
+  if model.stochastic_layers == 1:
+    return mean, logvar, None
+  z1 = objectives.reparameterize(mean, logvar, jax.random.normal(key, mean.shape))
+  return mean, logvar, model.encode_top(z1)[0]
 
 
 def posterior_stats(model, images_u8: np.ndarray, batch: int = 2000) -> dict[str, Any]:
@@ -192,19 +206,29 @@ def posterior_stats(model, images_u8: np.ndarray, batch: int = 2000) -> dict[str
 
   Returns {"active_units": int, "kl_per_dim": list (Z,), "mean_variance": list (Z,)}: the
   variance across images of each dimension's posterior mean, and each dimension's mean
-  analytic KL(q(z_d|x) || N(0, 1)) in nats.
+  analytic KL(q(z_d|x) || N(0, 1)) in nats. These describe z1; a two-layer model, whose
+  p(z1|z2) is no standard normal, has no "kl_per_dim" but "active_units_top" and
+  "mean_variance_top" for z2, with the mean of q(z2|z1) taken at one sample of z1 (as
+  Burda et al. count a deeper layer's units).
   """
-  means, kls = [], []
+  means, kls, tops = [], [], []
+  key = jax.random.key(0)
   with jax.default_matmul_precision("float32"):
     for i in range(0, len(images_u8), batch):
       x = jnp.asarray(images_u8[i:i + batch], jnp.float32) / 255.0
-      mean, logvar = _posterior(model, x)
+      mean, logvar, top = _posterior(model, x, jax.random.fold_in(key, i))
       means.append(np.asarray(mean, np.float64))
       kls.append(np.asarray(objectives.gaussian_kl(mean, logvar), np.float64))
+      tops.append(None if top is None else np.asarray(top, np.float64))
   var = np.var(np.concatenate(means), axis=0)
-  return {"active_units": int(np.sum(var > ACTIVE_UNIT_THRESHOLD)),
-          "kl_per_dim": np.concatenate(kls).mean(0).tolist(),
-          "mean_variance": var.tolist()}
+  out = {"active_units": int(np.sum(var > ACTIVE_UNIT_THRESHOLD)), "mean_variance": var.tolist()}
+  if model.stochastic_layers == 1:
+    out["kl_per_dim"] = np.concatenate(kls).mean(0).tolist()
+  else:
+    var_top = np.var(np.concatenate(tops), axis=0)
+    out.update(active_units_top=int(np.sum(var_top > ACTIVE_UNIT_THRESHOLD)),
+               mean_variance_top=var_top.tolist())
+  return out
 
 
 def test_metrics(model, images_u8: np.ndarray, num_samples: int, key, *,
@@ -214,7 +238,8 @@ def test_metrics(model, images_u8: np.ndarray, num_samples: int, key, *,
 
   Returns "test/nll" (-mean L_k in nats per image), "test/nll_k", "test/nll_stderr" (standard
   error of that mean over images), "test/bpd" (nll / (pixels * ln 2)), "test/active_units",
-  "test/kl_per_dim" (list) and "test/nll_seconds".
+  "test/kl_per_dim" (list; one stochastic layer) or "test/active_units_top" (two), and
+  "test/nll_seconds".
   """
   model_fn, params = autoencoder_latents(model)
   x = jnp.asarray(images_u8, jnp.float32) / 255.0
@@ -225,8 +250,11 @@ def test_metrics(model, images_u8: np.ndarray, num_samples: int, key, *,
   seconds = time.perf_counter() - t0
   nll = float(-log_px.mean())
   stats = posterior_stats(model, images_u8)
-  return {"test/nll": nll, "test/nll_k": int(num_samples),
-          "test/nll_stderr": float(log_px.std(ddof=1) / math.sqrt(len(log_px))) if len(log_px) > 1 else 0.0,
-          "test/bpd": nll / (math.prod(images_u8.shape[1:]) * math.log(2)),
-          "test/active_units": stats["active_units"], "test/kl_per_dim": stats["kl_per_dim"],
-          "test/nll_seconds": seconds}
+  out = {"test/nll": nll, "test/nll_k": int(num_samples),
+         "test/nll_stderr": float(log_px.std(ddof=1) / math.sqrt(len(log_px))) if len(log_px) > 1 else 0.0,
+         "test/bpd": nll / (math.prod(images_u8.shape[1:]) * math.log(2)),
+         "test/active_units": stats["active_units"], "test/nll_seconds": seconds}
+  for k in ("kl_per_dim", "active_units_top"):
+    if k in stats:
+      out[f"test/{k}"] = stats[k]
+  return out

@@ -1,7 +1,11 @@
 """Encoders, decoders and the autoencoders built from them, in Flax NNX.
 
 `AutoEncoder` is one module for both model kinds: with `kind="vae"` the encoder emits the mean
-and log-variance of a Gaussian q(z|x); with `kind="ae"` it emits z itself. Architectures are
+and log-variance of a Gaussian q(z|x); with `kind="ae"` it emits z itself. A VAE may have a
+second stochastic layer above the first (`stochastic_layers=2`, Burda et al., 2016):
+q(z1|x) q(z2|z1) for inference and p(z2) = N(0, I), p(z1|z2), p(x|z1) for generation, with
+MLPs of `top_hidden_sizes` between z1 and z2 in both directions; `latent_dim` is always the
+size of z1, the layer the decoder reads, so every tool that encodes or decodes sees z1. Architectures are
 looked up by name in `ENCODERS` / `DECODERS` ("mlp", and "conv": stride-2 convolutions down,
 transposed convolutions up, for any image size and channel count). The model is built from
 `config.model` only (`from_config`).
@@ -132,10 +136,16 @@ class AutoEncoder(nnx.Module):
   def __init__(self, *, kind: str, architecture: str, image_shape: Sequence[int], latent_dim: int,
                hidden_sizes: Sequence[int], activation: str, likelihood: str, scale: float,
                learn_scale: bool, rngs: nnx.Rngs, conv_channels: Sequence[int] = (32, 64),
-               kernel_size: int = 4):
+               kernel_size: int = 4, stochastic_layers: int = 1, top_latent_dim: int = 0,
+               top_hidden_sizes: Sequence[int] = ()):
     self.kind = kind
     self.likelihood = likelihood
     self.latent_dim = latent_dim
+    self.stochastic_layers = stochastic_layers
+    self.top_latent_dim = top_latent_dim if stochastic_layers == 2 else 0
+    # Standard normal numbers per sample and image: one per latent unit of every layer
+    # (eps[..., :latent_dim] draws z1, the rest z2).
+    self.noise_dim = latent_dim + self.top_latent_dim
     enc_out = 2 * latent_dim if kind == "vae" else latent_dim
     conv = ({"channels": tuple(conv_channels), "kernel_size": kernel_size}
             if architecture == "conv" else {})
@@ -146,6 +156,13 @@ class AutoEncoder(nnx.Module):
     log_scale = jnp.asarray(math.log(scale), jnp.float32)
     # A learned scale is a Param (trained, checkpointed); a fixed one is a constant Variable.
     self.log_scale = nnx.Param(log_scale) if learn_scale else nnx.Variable(log_scale)
+    if stochastic_layers == 2:
+      # Built after everything above, so a one-layer model draws its initial parameters from
+      # the init key exactly as before the option existed.
+      self.top_encoder = MLP([latent_dim, *top_hidden_sizes, 2 * top_latent_dim], activation,
+                             rngs=rngs)
+      self.top_decoder = MLP([top_latent_dim, *reversed(tuple(top_hidden_sizes)), 2 * latent_dim],
+                             activation, rngs=rngs)
 
   def encode(self, x_BxHxWxC):
     """Returns (mean_BxZ, logvar_BxZ) for a VAE, (z_BxZ, None) for an AE."""
@@ -159,6 +176,22 @@ class AutoEncoder(nnx.Module):
     """Decoder output (B, H, W, C): Bernoulli logits or the pre-sigmoid location."""
     return self.decoder(z_BxZ)
 
+  def encode_top(self, z1_SxBxZ):
+    """q(z2|z1) of a two-layer VAE: (mean, logvar), each (..., top_latent_dim)."""
+    mean, logvar = jnp.split(self.top_encoder(z1_SxBxZ), 2, axis=-1)
+    return mean, logvar
+
+  def prior_z1(self, z2_SxBxT):
+    """p(z1|z2) of a two-layer VAE: (mean, logvar), each (..., latent_dim)."""
+    mean, logvar = jnp.split(self.top_decoder(z2_SxBxT), 2, axis=-1)
+    return mean, logvar
+
+
+def noise_dim(model_config) -> int:
+  """Standard normal numbers per sample and image that a model of this config consumes."""
+  m = model_config
+  return m.latent_dim + (m.top_latent_dim if m.stochastic_layers == 2 else 0)
+
 
 def from_config(model_config, image_shape, rngs: nnx.Rngs) -> AutoEncoder:
   """Builds the model from `config.model` alone."""
@@ -167,4 +200,6 @@ def from_config(model_config, image_shape, rngs: nnx.Rngs) -> AutoEncoder:
                      latent_dim=m.latent_dim, hidden_sizes=tuple(m.hidden_sizes),
                      activation=m.activation, likelihood=m.likelihood, scale=m.scale,
                      learn_scale=m.learn_scale, conv_channels=tuple(m.conv_channels),
-                     kernel_size=m.kernel_size, rngs=rngs)
+                     kernel_size=m.kernel_size, stochastic_layers=m.stochastic_layers,
+                     top_latent_dim=m.top_latent_dim, top_hidden_sizes=tuple(m.top_hidden_sizes),
+                     rngs=rngs)
