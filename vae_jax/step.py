@@ -27,7 +27,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from vae_jax import corruption, objectives, optim
+from vae_jax import corruption, models, objectives, optim
 
 KEY_INIT, KEY_SHUFFLE, KEY_TRAIN, KEY_EVAL = range(4)
 
@@ -95,7 +95,7 @@ def build_train_epoch(*, graphdef, rest, tx, mesh, config, image_shape, num_trai
   finite, or -1)."""
   B = config.batch_size
   S = num_train // B
-  Z = config.model.latent_dim
+  Z = models.noise_dim(config.model)
   dynamic = config.data.binarization == "dynamic"
   lr_mult = optim.schedule(config, S)
   M = num_members
@@ -109,6 +109,12 @@ def build_train_epoch(*, graphdef, rest, tx, mesh, config, image_shape, num_trai
   # "none" none of this enters the program, whose random stream stays exactly as it was.
   corrupt_kind, corrupt_level = config.data.corruption, config.data.corruption_level
   corrupting = corrupt_kind != "none"
+  # k samples per image (objectives.py): eps is (B, Z) for k = 1, exactly as before the option
+  # existed, and (k, B, Z) otherwise, its batch axis (1) sharded over devices.
+  K = config.num_importance_samples
+  objective = config.objective
+  shard_eps = shard_batch if K == 1 else NamedSharding(
+      mesh, P(None, "data") if squeeze else P(None, None, "data"))
 
   def member_step(params, opt_state, hp, images, idx_b, u_b, eps_bxZ, step):
     u_b, c_b = u_b if corrupting else (u_b, None)
@@ -122,7 +128,7 @@ def build_train_epoch(*, graphdef, rest, tx, mesh, config, image_shape, num_trai
 
     def loss_of(p):
       model = nnx.merge(graphdef, p, rest)
-      return objectives.loss_fn(model, x_in, x, eps_bxZ, hp, step)
+      return objectives.loss_fn(model, x_in, x, eps_bxZ, hp, step, objective)
 
     (_, metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(params)
     # Data parallelism: every device holds 1/n of the batch; the mean of the per-device
@@ -145,7 +151,7 @@ def build_train_epoch(*, graphdef, rest, tx, mesh, config, image_shape, num_trai
 
   sharded_step = jax.shard_map(
       device_step, mesh=mesh,
-      in_specs=(P(), P(), P(), P(), batch_spec, batch_spec, batch_spec, P()),
+      in_specs=(P(), P(), P(), P(), batch_spec, batch_spec, shard_eps.spec, P()),
       # Without the pmean (one device) nothing marks the outputs as replicated; they are.
       out_specs=(P(), P(), P()), check_vma=n_dev > 1)
 
@@ -160,8 +166,13 @@ def build_train_epoch(*, graphdef, rest, tx, mesh, config, image_shape, num_trai
     # split(fold_in(train_key_m, step_s)); [..., 0] binarises, [..., 1] draws eps.
     keys_SxMx2 = jax.vmap(lambda s: jax.vmap(
         lambda k: jax.random.split(jax.random.fold_in(k, s)))(train_keys))(steps_S)
-    eps_SxMxBxZ = jax.vmap(jax.vmap(lambda k: jax.random.normal(k, (B, Z))))(keys_SxMx2[..., 1])
-    xs = (steps_S, jnp.swapaxes(perm_MxSxB, 0, 1), keys_SxMx2[..., 0], eps_SxMxBxZ)
+    eps_keys_SxM = keys_SxMx2[..., 1]
+    if K == 1:
+      eps_SxMxBxZ = jax.vmap(jax.vmap(lambda k: jax.random.normal(k, (B, Z))))(eps_keys_SxM)
+    # k > 1: k times the noise up front would be GBs per epoch (batch 20, k = 50), so the scan
+    # carries each step's eps key instead and the step draws its (k, B, Z) from it.
+    xs = (steps_S, jnp.swapaxes(perm_MxSxB, 0, 1), keys_SxMx2[..., 0],
+          eps_SxMxBxZ if K == 1 else eps_keys_SxM)
     if corrupting:  # a separate stream per step: fold_in(step key, salt), see corruption.py
       step_key = lambda s: jax.vmap(lambda k: corruption.step_key(k, s))(train_keys)
       xs += (jax.vmap(step_key)(steps_S),)
@@ -180,7 +191,10 @@ def build_train_epoch(*, graphdef, rest, tx, mesh, config, image_shape, num_trai
       # Noise is drawn for the global batch and then sharded: results do not depend on the
       # number of devices.
       u = jax.lax.with_sharding_constraint(u, shard_batch)
-      eps = jax.lax.with_sharding_constraint(eps, shard_batch)
+      if K > 1:  # eps holds the step's eps key(s), the key k = 1 draws its (B, Z) from
+        draw_eps = lambda k: jax.random.normal(k, (K, B, Z))
+        eps = draw_eps(eps) if squeeze else jax.vmap(draw_eps)(eps)
+      eps = jax.lax.with_sharding_constraint(eps, shard_eps)
       if corrupting:  # the corruption's noise, also drawn for the global batch
         draw_c = lambda k: corruption.draw_noise(corrupt_kind, k, (B, *image_shape), uniform)
         c = draw_c(corrupt_key[0]) if squeeze else jax.vmap(draw_c)(corrupt_key[0])
@@ -214,7 +228,7 @@ def build_evaluate(*, graphdef, rest, mesh, config, image_shape, num_members: in
   each device scans over batches of `eval_batch`. Sums are `psum`-ed and divided by the
   number of real (unmasked) images. Runs at full float32 matmul precision.
   """
-  Z = config.model.latent_dim
+  Z = models.noise_dim(config.model)
   M = num_members
   n_dev = mesh.devices.size
   per_dev = num_padded // n_dev
