@@ -1,7 +1,9 @@
 """Sweeps: the members a config file defines beside `get_config()`, run from the one launcher.
 
 A config module may define `get_sweep()` returning a list of override dicts with dotted keys,
-e.g. `[{"beta": 0.1}, {"beta": 1.0}]`. `run_sweep` trains every member into
+e.g. `[{"beta": 0.1}, {"beta": 1.0}]` (members named after their overrides, "beta=0.1"), or
+a dict from member names to such dicts, e.g. `{"iwae_k5": {"objective": "iwae", ...}}`, when
+the overrides make poor folder names. `run_sweep` trains every member into
 `DIR/<member name>/`, writes `DIR/sweep.csv` and the sweep's figure. Members that differ only
 in shape-preserving values train together as one vectorised program (`train.train_group`);
 the others run group after group. Finished members are skipped on relaunch.
@@ -15,6 +17,7 @@ import io
 import json
 import os
 import pathlib
+import re
 import tempfile
 from typing import Any, Sequence
 
@@ -22,7 +25,10 @@ from vae_jax import runinfo, validate
 from vae_jax.errors import UserError
 
 METRICS = ("test/neg_elbo", "test/rec", "test/kl", "test/loss", "test/nll", "train/loss",
-           "train/examples_per_s", "train/seconds")
+           "train/neg_iwae", "train/examples_per_s", "train/seconds")
+# A sweep: override dicts (members named after their overrides) or a dict of them by name.
+Sweep = Sequence[dict[str, Any]] | dict[str, dict[str, Any]]
+_MEMBER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]*")  # a folder and W&B run name
 
 
 def load_module(config_path: str):
@@ -34,11 +40,19 @@ def load_module(config_path: str):
   return module
 
 
-def sweep_of(module) -> list[dict[str, Any]] | None:
-  """The module's sweep (list of override dicts), or None if it defines none."""
+def sweep_of(module) -> Sweep | None:
+  """The module's sweep (list of override dicts, or dict of them by member name), or None if
+  it defines none."""
   if not hasattr(module, "get_sweep"):
     return None
   sweep = module.get_sweep()
+  if isinstance(sweep, dict):
+    for name, m in sweep.items():
+      if not isinstance(name, str) or not _MEMBER_NAME.fullmatch(name) or not isinstance(m, dict):
+        raise UserError(f"get_sweep() returned a dict whose entry {name!r} is not a member name "
+                        "(letters, digits, '_', '.', '-', '=') mapped to a dict of dotted config "
+                        "keys to values")
+    return {name: dict(m) for name, m in sweep.items()}
   if not isinstance(sweep, (list, tuple)) or not all(isinstance(m, dict) for m in sweep):
     raise UserError("get_sweep() must return a list of dicts of dotted config keys to values, "
                     f"got {type(sweep).__name__}")
@@ -58,6 +72,13 @@ def member_name(overrides: dict[str, Any]) -> str:
   if not overrides:
     return "base"
   return ",".join(f"{k}={format_value(v)}" for k, v in overrides.items())
+
+
+def named_members(sweep: Sweep) -> list[tuple[str, dict[str, Any]]]:
+  """(name, overrides) of each member, for a sweep given as a list or as a dict by name."""
+  if isinstance(sweep, dict):
+    return list(sweep.items())
+  return [(member_name(m), m) for m in sweep]
 
 
 def _flat_keys(config) -> dict[str, Any]:
@@ -86,27 +107,31 @@ def apply_overrides(config, overrides: dict[str, Any]):
   return c
 
 
-def expand(config, sweep: Sequence[dict[str, Any]]) -> list[tuple[str, dict[str, Any], Any]]:
+def expand(config, sweep: Sweep) -> list[tuple[str, dict[str, Any], Any]]:
   """(name, overrides, config) for every member, seeds included; validates the definition."""
   if not sweep:
     raise UserError("the sweep is empty: get_sweep() must return at least one member")
-  names = [member_name(m) for m in sweep]
+  named = named_members(sweep)
+  names = [n for n, _ in named]
   dupes = sorted({n for n in names if names.count(n) > 1})
   if dupes:
     raise UserError(f"the sweep has duplicate members: {', '.join(dupes)}")
   members = []
-  for overrides in sweep:
+  for name, overrides in named:
     for s in range(config.num_seeds):
       o = dict(overrides)
       if config.num_seeds > 1:
         o["seed"] = config.seed + s
-      members.append((member_name(o), o, apply_overrides(config, o)))
+        name_s = f"{name},seed={o['seed']}" if isinstance(sweep, dict) else member_name(o)
+      else:
+        name_s = name
+      members.append((name_s, o, apply_overrides(config, o)))
   return members
 
 
-def swept_keys(sweep: Sequence[dict[str, Any]]) -> list[str]:
+def swept_keys(sweep: Sweep) -> list[str]:
   keys = []
-  for m in sweep:
+  for _, m in named_members(sweep):
     keys += [k for k in m if k not in keys]
   return keys
 
@@ -151,7 +176,7 @@ def write_summary(workdir: pathlib.Path, members, keys: list[str]) -> list[dict[
   return rows
 
 
-def run_sweep(config, sweep: Sequence[dict[str, Any]], workdir: str | os.PathLike, *,
+def run_sweep(config, sweep: Sweep, workdir: str | os.PathLike, *,
               sweep_name: str, only: str | None = None, allow_config_change: bool = False,
               num_devices: int = 1) -> list[dict[str, Any]]:
   """Trains the sweep's members (or only the one named `only`) and writes the summary."""
@@ -232,7 +257,7 @@ def plot_sweep(workdir: pathlib.Path, rows, keys) -> list[str]:
   return paths
 
 
-def wandb_sweep_spec(sweep: Sequence[dict[str, Any]], *, config_path: str, workdir: str,
+def wandb_sweep_spec(sweep: Sweep, *, config_path: str, workdir: str,
                      sweep_name: str) -> dict[str, Any]:
   """A W&B sweep definition (grid) whose runs call launch.py with --config.<key>=<value>.
 
@@ -241,7 +266,7 @@ def wandb_sweep_spec(sweep: Sequence[dict[str, Any]], *, config_path: str, workd
   """
   keys = swept_keys(sweep)
   values = {k: [] for k in keys}
-  for m in sweep:
+  for _, m in named_members(sweep):
     if set(m) != set(keys):
       raise UserError("the sweep sets different keys in different members; a W&B grid needs "
                       f"every member to set all of {keys}")
