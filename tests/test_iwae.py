@@ -1,6 +1,7 @@
 """k-sample objectives (ELBO, IWAE), the two-stochastic-layer VAE, the paper's schedule and
 configs: each check is one a wrong implementation fails."""
 
+import csv
 import json
 import math
 import os
@@ -278,7 +279,8 @@ def get_config():
   return c
 
 def get_sweep():
-  return {{"vae_k1": {{}}, "iwae_k5": {{"objective": "iwae", "num_importance_samples": 5}}}}
+  return {{"vae_k1": {{}}, "iwae_k5": {{"objective": "iwae", "num_importance_samples": 5}},
+          "vae2_k1": {{"model.stochastic_layers": 2, "model.latent_dim": 3}}}}
 '''
 
 
@@ -298,6 +300,11 @@ def test_iwae_member_runs_from_the_launcher(tmp_path):
   assert np.isfinite(res["test/nll"]) and json.loads((wd / "config.json").read_text())[
       "config"]["num_importance_samples"] == 5
   assert not (tmp_path / "s" / "vae_k1").exists()
+  # The summary names the member; no latent-size figure for a sweep that is not about it.
+  with open(tmp_path / "s" / "sweep.csv", newline="") as f:
+    status = {r["member"]: r["status"] for r in csv.DictReader(f)}
+  assert status == {"vae_k1": "missing", "iwae_k5": "finished", "vae2_k1": "missing"}
+  assert not (tmp_path / "s" / "latent_size.png").exists()
 
 
 def test_iwae_with_k1_trains_bit_for_bit_like_the_elbo(tmp_path):

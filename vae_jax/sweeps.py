@@ -244,7 +244,9 @@ def plot_sweep(workdir: pathlib.Path, rows, keys) -> list[str]:
     return paths
   if "beta" in keys:
     paths.append(sweep_figures.plot_rate_distortion(done, workdir / "rate_distortion.png"))
-  if "model.latent_dim" in keys:
+  # Latent size against test NLL only when it is what the sweep varies: a sweep that also
+  # changes, say, the objective (configs/iwae_table.py) would mix unlike models in one curve.
+  if "model.latent_dim" in keys and set(keys) <= {"model.latent_dim", "model.name", "seed"}:
     paths.append(sweep_figures.plot_latent_size(done, workdir / "latent_size.png"))
   names = {r.get("model.name"): r["member"] for r in done}
   if keys == ["model.name"] and {"ae", "vae"} <= set(names):
