@@ -23,6 +23,11 @@ def get_config() -> config_dict.ConfigDict:
   c.kl_warmup_steps = 0  # Anneal the KL weight linearly from 0 to beta over this many steps.
   c.free_bits = 0.0  # Nats per latent dimension below which KL is not penalised (0 = off).
   c.num_seeds = 1  # Sweeps: repeat every member with seeds seed, seed+1, ... (mean +- std).
+  # Compute dtype of the training step's layers: "float32" or "bfloat16" (mixed precision:
+  # parameters, optimizer state, likelihood and KL sums stay float32). Evaluation (test/*
+  # metrics, test/nll, figures, every post-hoc tool) always runs the same float32 parameters
+  # in float32, so test numbers of bfloat16 and float32 runs compare like with like.
+  c.dtype = "float32"
 
   c.optimizer = config_dict.ConfigDict()
   c.optimizer.name = "adam"  # "adam", "adamw" or "sgd" (optax).

@@ -79,20 +79,24 @@ def test_conv_settings_are_validated():
 
 
 def test_runs_saved_before_the_new_fields_still_load_and_resume(tmp_path):
-  """config.json of a run from before conv / corruption / exclude_labels existed: the fields
-  read back as the values that reproduce that run, and resuming it is not refused."""
+  """config.json of a run from before conv / corruption / exclude_labels / dtype existed: the
+  fields read back as the values that reproduce that run, and resuming it is not refused."""
   config = tiny_config()
   defaults = runinfo.flatten(runinfo.resolved_config(config))
   for key, value in runinfo.ADDED_FIELDS.items():
     assert defaults[key] == value, key  # the stand-ins equal the current defaults
   info = runinfo.run_info(config)
   for key in runinfo.ADDED_FIELDS:
-    section, field = key.split(".")
-    del info["config"][section][field]
+    *sections, field = key.split(".")
+    node = info["config"]
+    for section in sections:
+      node = node[section]
+    del node[field]
   runinfo.write_json(tmp_path / "config.json", info)
   old = workdir.read_config(tmp_path)
   assert old.model.conv_channels == (32, 64) and old.model.kernel_size == 4
   assert old.data.corruption == "none" and old.data.exclude_labels == ()
+  assert old.dtype == "float32"
   assert runinfo.config_differences(info["config"], runinfo.resolved_config(config)) == []
   changed = tiny_config(**{"data.corruption": "mask", "data.corruption_level": 0.5})
   assert runinfo.config_differences(info["config"], runinfo.resolved_config(changed)) == [

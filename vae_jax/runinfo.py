@@ -24,7 +24,7 @@ RESUMABLE_CHANGES = ("num_epochs", "eval_every_epochs", "checkpoint_every_epochs
 # reproduce what those runs computed: a saved config without one means that value.
 ADDED_FIELDS = {"model.conv_channels": [32, 64], "model.kernel_size": 4,
                 "data.corruption": "none", "data.corruption_level": 0.0,
-                "data.exclude_labels": []}
+                "data.exclude_labels": [], "dtype": "float32"}
 
 
 def resolved_config(config) -> dict[str, Any]:

@@ -21,6 +21,7 @@ CORRUPTIONS = ("none", "gaussian", "salt_and_pepper", "mask")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "warmup_cosine")
 WANDB_MODES = ("offline", "online", "disabled")
+DTYPES = ("float32", "bfloat16")  # vae_jax.models.DTYPES; float16 would need loss scaling
 
 
 def _fail(field: str, value: Any, allowed: str) -> None:
@@ -91,6 +92,10 @@ def validate(config: config_dict.ConfigDict, num_devices: int = 1) -> None:
   _int(config, "kl_warmup_steps", 0)
   _float(config, "free_bits", 0.0)
   _int(config, "num_seeds", 1)
+  if _get(config, "dtype") == "float16":
+    _fail("dtype", "float16", "'float32' or 'bfloat16' (float16 underflows small gradients "
+          "without loss scaling, which vae_jax does not do; bfloat16 needs none)")
+  _choice(config, "dtype", DTYPES)
 
   _choice(config, "optimizer.name", OPTIMIZERS)
   _float(config, "optimizer.b1", 0.0, 1.0)

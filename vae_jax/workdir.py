@@ -29,8 +29,11 @@ def read_config(workdir) -> config_dict.ConfigDict:
   try:
     d = json.loads(path.read_text())["config"]
     for key, value in runinfo.ADDED_FIELDS.items():  # runs saved before the field existed
-      section, field = key.split(".")
-      d[section].setdefault(field, value)
+      *sections, field = key.split(".")
+      node = d
+      for section in sections:
+        node = node[section]
+      node.setdefault(field, value)
     for section, field in (("model", "hidden_sizes"), ("model", "conv_channels"),
                            ("data", "exclude_labels")):
       d[section][field] = tuple(d[section][field])
