@@ -31,6 +31,11 @@ def get_config() -> config_dict.ConfigDict:
   # at k = 1. free_bits needs "elbo".
   c.objective = "elbo"
   c.num_importance_samples = 1  # k: latent samples per image per step (VAE only).
+  # Compute dtype of the training step's layers: "float32" or "bfloat16" (mixed precision:
+  # parameters, optimizer state, likelihood and KL sums stay float32). Evaluation (test/*
+  # metrics, test/nll, figures, every post-hoc tool) always runs the same float32 parameters
+  # in float32, so test numbers of bfloat16 and float32 runs compare like with like.
+  c.dtype = "float32"
 
   c.optimizer = config_dict.ConfigDict()
   c.optimizer.name = "adam"  # "adam", "adamw" or "sgd" (optax).

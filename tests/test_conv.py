@@ -79,8 +79,8 @@ def test_conv_settings_are_validated():
 
 
 def test_runs_saved_before_the_new_fields_still_load_and_resume(tmp_path):
-  """config.json of a run from before conv / corruption / exclude_labels existed: the fields
-  read back as the values that reproduce that run, and resuming it is not refused."""
+  """config.json of a run from before conv / corruption / exclude_labels / dtype existed: the
+  fields read back as the values that reproduce that run, and resuming it is not refused."""
   config = tiny_config()
   defaults = runinfo.flatten(runinfo.resolved_config(config))
   for key, value in runinfo.ADDED_FIELDS.items():
@@ -98,6 +98,7 @@ def test_runs_saved_before_the_new_fields_still_load_and_resume(tmp_path):
   assert old.data.corruption == "none" and old.data.exclude_labels == ()
   assert old.objective == "elbo" and old.num_importance_samples == 1
   assert old.model.stochastic_layers == 1 and old.model.top_hidden_sizes == (100, 100)
+  assert old.dtype == "float32"
   assert runinfo.config_differences(info["config"], runinfo.resolved_config(config)) == []
   changed = tiny_config(**{"data.corruption": "mask", "data.corruption_level": 0.5})
   assert runinfo.config_differences(info["config"], runinfo.resolved_config(changed)) == [

@@ -8,7 +8,13 @@ MLPs of `top_hidden_sizes` between z1 and z2 in both directions; `latent_dim` is
 size of z1, the layer the decoder reads, so every tool that encodes or decodes sees z1. Architectures are
 looked up by name in `ENCODERS` / `DECODERS` ("mlp", and "conv": stride-2 convolutions down,
 transposed convolutions up, for any image size and channel count). The model is built from
-`config.model` only (`from_config`).
+`config.model` only (`from_config`), plus the compute dtype.
+
+Mixed precision (`config.dtype`): every layer computes in the given dtype (its inputs and
+weights are cast to it), while the parameters themselves stay float32 (`param_dtype`), so the
+optimizer updates and stores float32 values. `encode` and `decode` hand back float32 arrays:
+the likelihood and the KL sum hundreds of per-pixel and per-latent terms per image, and in
+bfloat16 (8 significant bits) a sum of ~100 nats would be rounded to ~0.5 nats.
 """
 
 from __future__ import annotations
@@ -19,6 +25,11 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+# Compute dtypes a model may run in. float16 is left out on purpose: its 5-bit exponent
+# underflows small gradients unless the loss is scaled, which this library does not do;
+# bfloat16 has float32's exponent range and needs no scaling.
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 ACTIVATIONS = {
     "relu": jax.nn.relu,
@@ -32,8 +43,10 @@ ACTIVATIONS = {
 class MLP(nnx.Module):
   """Dense layers of the given widths with an activation between them (none after the last)."""
 
-  def __init__(self, sizes: Sequence[int], activation: str, *, rngs: nnx.Rngs):
-    self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
+  def __init__(self, sizes: Sequence[int], activation: str, *, rngs: nnx.Rngs,
+               dtype=jnp.float32):
+    self.layers = nnx.List([nnx.Linear(a, b, dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+                            for a, b in zip(sizes[:-1], sizes[1:])])
     self.activation = ACTIVATIONS[activation]
 
   def __call__(self, h):
@@ -47,8 +60,10 @@ class MLP(nnx.Module):
 class MLPEncoder(nnx.Module):
   """Image (B, H, W, C) -> flat features (B, out_features)."""
 
-  def __init__(self, image_shape, hidden_sizes, out_features, activation, *, rngs):
-    self.mlp = MLP([math.prod(image_shape), *hidden_sizes, out_features], activation, rngs=rngs)
+  def __init__(self, image_shape, hidden_sizes, out_features, activation, *, rngs,
+               dtype=jnp.float32):
+    self.mlp = MLP([math.prod(image_shape), *hidden_sizes, out_features], activation, rngs=rngs,
+                   dtype=dtype)
 
   def __call__(self, x_BxHxWxC):
     return self.mlp(x_BxHxWxC.reshape(x_BxHxWxC.shape[0], -1))
@@ -57,10 +72,11 @@ class MLPEncoder(nnx.Module):
 class MLPDecoder(nnx.Module):
   """Latent (B, Z) -> one decoder output per pixel (B, H, W, C); widths mirror the encoder."""
 
-  def __init__(self, image_shape, hidden_sizes, latent_dim, activation, *, rngs):
+  def __init__(self, image_shape, hidden_sizes, latent_dim, activation, *, rngs,
+               dtype=jnp.float32):
     self.image_shape = tuple(image_shape)
     sizes = [latent_dim, *reversed(tuple(hidden_sizes)), math.prod(image_shape)]
-    self.mlp = MLP(sizes, activation, rngs=rngs)
+    self.mlp = MLP(sizes, activation, rngs=rngs, dtype=dtype)
 
   def __call__(self, z_BxZ):
     return self.mlp(z_BxZ).reshape(z_BxZ.shape[0], *self.image_shape)
@@ -84,12 +100,14 @@ class ConvEncoder(nnx.Module):
   """
 
   def __init__(self, image_shape, hidden_sizes, out_features, activation, *, rngs,
-               channels: Sequence[int] = (32, 64), kernel_size: int = 4):
+               channels: Sequence[int] = (32, 64), kernel_size: int = 4, dtype=jnp.float32):
     chans = [image_shape[-1], *channels]
     self.convs = nnx.List([nnx.Conv(a, b, (kernel_size, kernel_size), (2, 2), padding="SAME",
-                                    rngs=rngs) for a, b in zip(chans[:-1], chans[1:])])
+                                    dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
+                           for a, b in zip(chans[:-1], chans[1:])])
     h, w = conv_shapes(image_shape, channels)[-1]
-    self.mlp = MLP([h * w * channels[-1], *hidden_sizes, out_features], activation, rngs=rngs)
+    self.mlp = MLP([h * w * channels[-1], *hidden_sizes, out_features], activation, rngs=rngs,
+                   dtype=dtype)
     self.activation = ACTIVATIONS[activation]
 
   def __call__(self, x_BxHxWxC):
@@ -105,14 +123,15 @@ class ConvDecoder(nnx.Module):
   the size is not a multiple of 2^depth (28 -> 4 -> 8 -> 16 -> 32, cropped to 28)."""
 
   def __init__(self, image_shape, hidden_sizes, latent_dim, activation, *, rngs,
-               channels: Sequence[int] = (32, 64), kernel_size: int = 4):
+               channels: Sequence[int] = (32, 64), kernel_size: int = 4, dtype=jnp.float32):
     self.image_shape = tuple(image_shape)
     self.start = (*conv_shapes(image_shape, channels)[-1], channels[-1])
     sizes = [latent_dim, *reversed(tuple(hidden_sizes)), math.prod(self.start)]
-    self.mlp = MLP(sizes, activation, rngs=rngs)
+    self.mlp = MLP(sizes, activation, rngs=rngs, dtype=dtype)
     chans = [*reversed(tuple(channels)), image_shape[-1]]
     self.deconvs = nnx.List([
-        nnx.ConvTranspose(a, b, (kernel_size, kernel_size), (2, 2), padding="SAME", rngs=rngs)
+        nnx.ConvTranspose(a, b, (kernel_size, kernel_size), (2, 2), padding="SAME", dtype=dtype,
+                          param_dtype=jnp.float32, rngs=rngs)
         for a, b in zip(chans[:-1], chans[1:])])
     self.activation = ACTIVATIONS[activation]
 
@@ -137,7 +156,7 @@ class AutoEncoder(nnx.Module):
                hidden_sizes: Sequence[int], activation: str, likelihood: str, scale: float,
                learn_scale: bool, rngs: nnx.Rngs, conv_channels: Sequence[int] = (32, 64),
                kernel_size: int = 4, stochastic_layers: int = 1, top_latent_dim: int = 0,
-               top_hidden_sizes: Sequence[int] = ()):
+               top_hidden_sizes: Sequence[int] = (), dtype: str = "float32"):
     self.kind = kind
     self.likelihood = likelihood
     self.latent_dim = latent_dim
@@ -149,10 +168,11 @@ class AutoEncoder(nnx.Module):
     enc_out = 2 * latent_dim if kind == "vae" else latent_dim
     conv = ({"channels": tuple(conv_channels), "kernel_size": kernel_size}
             if architecture == "conv" else {})
+    compute = DTYPES[dtype]
     self.encoder = ENCODERS[architecture](image_shape, hidden_sizes, enc_out, activation,
-                                          rngs=rngs, **conv)
+                                          rngs=rngs, dtype=compute, **conv)
     self.decoder = DECODERS[architecture](image_shape, hidden_sizes, latent_dim, activation,
-                                          rngs=rngs, **conv)
+                                          rngs=rngs, dtype=compute, **conv)
     log_scale = jnp.asarray(math.log(scale), jnp.float32)
     # A learned scale is a Param (trained, checkpointed); a fixed one is a constant Variable.
     self.log_scale = nnx.Param(log_scale) if learn_scale else nnx.Variable(log_scale)
@@ -160,30 +180,30 @@ class AutoEncoder(nnx.Module):
       # Built after everything above, so a one-layer model draws its initial parameters from
       # the init key exactly as before the option existed.
       self.top_encoder = MLP([latent_dim, *top_hidden_sizes, 2 * top_latent_dim], activation,
-                             rngs=rngs)
+                             rngs=rngs, dtype=compute)
       self.top_decoder = MLP([top_latent_dim, *reversed(tuple(top_hidden_sizes)), 2 * latent_dim],
-                             activation, rngs=rngs)
+                             activation, rngs=rngs, dtype=compute)
 
   def encode(self, x_BxHxWxC):
-    """Returns (mean_BxZ, logvar_BxZ) for a VAE, (z_BxZ, None) for an AE."""
-    h = self.encoder(x_BxHxWxC)
+    """Returns (mean_BxZ, logvar_BxZ) for a VAE, (z_BxZ, None) for an AE, in float32."""
+    h = self.encoder(x_BxHxWxC).astype(jnp.float32)  # a no-op when computing in float32
     if self.kind == "vae":
       mean, logvar = jnp.split(h, 2, axis=-1)
       return mean, logvar
     return h, None
 
   def decode(self, z_BxZ):
-    """Decoder output (B, H, W, C): Bernoulli logits or the pre-sigmoid location."""
-    return self.decoder(z_BxZ)
+    """Decoder output (B, H, W, C) in float32: Bernoulli logits or the pre-sigmoid location."""
+    return self.decoder(z_BxZ).astype(jnp.float32)
 
   def encode_top(self, z1_SxBxZ):
     """q(z2|z1) of a two-layer VAE: (mean, logvar), each (..., top_latent_dim)."""
-    mean, logvar = jnp.split(self.top_encoder(z1_SxBxZ), 2, axis=-1)
+    mean, logvar = jnp.split(self.top_encoder(z1_SxBxZ).astype(jnp.float32), 2, axis=-1)
     return mean, logvar
 
   def prior_z1(self, z2_SxBxT):
     """p(z1|z2) of a two-layer VAE: (mean, logvar), each (..., latent_dim)."""
-    mean, logvar = jnp.split(self.top_decoder(z2_SxBxT), 2, axis=-1)
+    mean, logvar = jnp.split(self.top_decoder(z2_SxBxT).astype(jnp.float32), 2, axis=-1)
     return mean, logvar
 
 
@@ -193,8 +213,12 @@ def noise_dim(model_config) -> int:
   return m.latent_dim + (m.top_latent_dim if m.stochastic_layers == 2 else 0)
 
 
-def from_config(model_config, image_shape, rngs: nnx.Rngs) -> AutoEncoder:
-  """Builds the model from `config.model` alone."""
+def from_config(model_config, image_shape, rngs: nnx.Rngs, dtype: str = "float32") -> AutoEncoder:
+  """Builds the model from `config.model` and a compute dtype ("float32" or "bfloat16").
+
+  The parameters are float32 and initialised identically whatever the compute dtype, so one
+  parameter tree serves a bfloat16 training program and a float32 evaluation program.
+  """
   m = model_config
   return AutoEncoder(kind=m.name, architecture=m.architecture, image_shape=tuple(image_shape),
                      latent_dim=m.latent_dim, hidden_sizes=tuple(m.hidden_sizes),
@@ -202,4 +226,4 @@ def from_config(model_config, image_shape, rngs: nnx.Rngs) -> AutoEncoder:
                      learn_scale=m.learn_scale, conv_channels=tuple(m.conv_channels),
                      kernel_size=m.kernel_size, stochastic_layers=m.stochastic_layers,
                      top_latent_dim=m.top_latent_dim, top_hidden_sizes=tuple(m.top_hidden_sizes),
-                     rngs=rngs)
+                     dtype=dtype, rngs=rngs)

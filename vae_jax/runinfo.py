@@ -26,7 +26,7 @@ ADDED_FIELDS = {"model.conv_channels": [32, 64], "model.kernel_size": 4,
                 "data.corruption": "none", "data.corruption_level": 0.0,
                 "data.exclude_labels": [], "objective": "elbo", "num_importance_samples": 1,
                 "model.stochastic_layers": 1, "model.top_latent_dim": 10,
-                "model.top_hidden_sizes": [100, 100]}
+                "model.top_hidden_sizes": [100, 100], "dtype": "float32"}
 
 
 def resolved_config(config) -> dict[str, Any]:

@@ -110,11 +110,44 @@ def read_results(workdir) -> dict | None:
 
 
 def init_member(config, image_shape):
-  """Builds the model of one member from its init key; returns (graphdef, params, rest)."""
+  """Builds the model of one member from its init key; returns (graphdef, params, rest).
+
+  The graphdef computes in float32: it is the one evaluation, figures and every tool that
+  reads a finished run use, whatever `config.dtype` the run trained in (see
+  `compute_graphdef`).
+  """
   init_key = jax.random.split(jax.random.key(config.seed), 4)[step_lib.KEY_INIT]
   model = models.from_config(config.model, image_shape, nnx.Rngs(params=init_key))
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   return graphdef, params.to_pure_dict(), rest
+
+
+def compute_graphdef(config, image_shape):
+  """The graphdef of the training step: the same modules and float32 parameters as
+  `init_member`'s, computing in `config.dtype`. Built abstractly (no initialisation runs)."""
+  abstract = nnx.eval_shape(lambda: models.from_config(config.model, image_shape,
+                                                       nnx.Rngs(params=0), dtype=config.dtype))
+  return nnx.split(abstract, nnx.Param, ...)[0]
+
+
+def memory_stats(compiled) -> dict:
+  """Memory of training, for benchmarks: the device's peak where the backend counts it (GPU,
+  TPU), the compiled epoch program's own accounting (arguments + outputs + temporaries), and
+  the process's peak resident memory (on CPU, the device's memory is host memory)."""
+  import resource  # pylint: disable=g-import-not-at-top
+  out = {"memory/max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+  try:
+    analysis = compiled.memory_analysis()
+    out["memory/epoch_program_bytes"] = int(analysis.argument_size_in_bytes
+                                            + analysis.output_size_in_bytes
+                                            + analysis.temp_size_in_bytes
+                                            - analysis.alias_size_in_bytes)
+  except (AttributeError, NotImplementedError, jax.errors.JaxRuntimeError):
+    pass
+  stats = jax.local_devices()[0].memory_stats() or {}
+  if "peak_bytes_in_use" in stats:
+    out["memory/device_peak_bytes"] = int(stats["peak_bytes_in_use"])
+  return out
 
 
 def train_and_evaluate(config, workdir, *, allow_config_change: bool = False) -> dict:
@@ -176,7 +209,10 @@ def _train_group(configs: Sequence[Any], workdirs: Sequence[str | pathlib.Path],
   replicated = NamedSharding(mesh, P())
 
   inits = [init_member(m.config, ds.image_shape) for m in members]
+  # Two views of the same float32 parameters: the step computes in config.dtype, evaluation
+  # in float32 (honest likelihoods, comparable between runs of either dtype).
   graphdef, _, rest = inits[0]
+  train_graphdef = compute_graphdef(cfg0, ds.image_shape)
   params = jax.tree.map(lambda *a: np.stack([np.asarray(x) for x in a]), *[i[1] for i in inits])
   params = jax.tree.map(lambda a: to_global(a, replicated), params)
   tx = optim.direction(cfg0.optimizer)
@@ -225,9 +261,9 @@ def _train_group(configs: Sequence[Any], workdirs: Sequence[str | pathlib.Path],
   betas = hparams["beta"]
 
   # Compile ----------------------------------------------------------------------------
-  epoch_fn = step_lib.build_train_epoch(graphdef=graphdef, rest=rest, tx=tx, mesh=mesh, config=cfg0,
-                                        image_shape=ds.image_shape, num_train=num_train,
-                                        num_members=M)
+  epoch_fn = step_lib.build_train_epoch(graphdef=train_graphdef, rest=rest, tx=tx, mesh=mesh,
+                                        config=cfg0, image_shape=ds.image_shape,
+                                        num_train=num_train, num_members=M)
   evaluate = step_lib.build_evaluate(graphdef=graphdef, rest=rest, mesh=mesh, config=cfg0,
                                      image_shape=ds.image_shape, num_members=M,
                                      num_padded=num_padded, eval_batch=eval_batch)
@@ -304,6 +340,7 @@ def _train_group(configs: Sequence[Any], workdirs: Sequence[str | pathlib.Path],
   # Steady state: every epoch of this launch ran the precompiled program.
   ex_per_s = (steps_per_epoch * cfg0.batch_size * len(epoch_times) / sum(epoch_times)
               if epoch_times else float("nan"))
+  memory = memory_stats(compiled)
   results = []
   for i, m in enumerate(members):
     if m.failed:
@@ -318,6 +355,7 @@ def _train_group(configs: Sequence[Any], workdirs: Sequence[str | pathlib.Path],
     res.update({"train/examples_per_s": ex_per_s, "train/seconds": train_seconds,
                 "train/compile_seconds": compile_seconds, "epochs": num_epochs,
                 "steps": num_epochs * steps_per_epoch, "members_trained_together": M})
+    res.update(memory)
     if is_main:
       member_params = jax.tree.map(lambda a, i=i: np.asarray(a[i]), params)
       images = _figures(m, graphdef, member_params, rest, ds)

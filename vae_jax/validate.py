@@ -22,6 +22,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 LR_SCHEDULES = ("constant", "cosine", "warmup_cosine", "iwae_paper")
 OBJECTIVES = ("elbo", "iwae")
 WANDB_MODES = ("offline", "online", "disabled")
+DTYPES = ("float32", "bfloat16")  # vae_jax.models.DTYPES; float16 would need loss scaling
 
 
 def _fail(field: str, value: Any, allowed: str) -> None:
@@ -120,6 +121,10 @@ def validate(config: config_dict.ConfigDict, num_devices: int = 1) -> None:
   _int(config, "num_seeds", 1)
   _choice(config, "objective", OBJECTIVES)
   _int(config, "num_importance_samples", 1)
+  if _get(config, "dtype") == "float16":
+    _fail("dtype", "float16", "'float32' or 'bfloat16' (float16 underflows small gradients "
+          "without loss scaling, which vae_jax does not do; bfloat16 needs none)")
+  _choice(config, "dtype", DTYPES)
 
   _choice(config, "optimizer.name", OPTIMIZERS)
   _float(config, "optimizer.b1", 0.0, 1.0)
