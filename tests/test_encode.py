@@ -108,3 +108,21 @@ def test_denoise_workdir_writes_results_and_figure(tmp_path):
   assert (tmp_path / "denoising.png").stat().st_size > 0
   with pytest.raises(denoise.UserError, match="level"):
     denoise.denoise_workdir(tmp_path, "mask", 1.5, dataset=ds)
+
+
+def test_knn_matches_a_brute_force_vote():
+  """k-NN through argpartition equals voting over a full sort, tie rule included."""
+  rng = np.random.default_rng(3)
+  z_tr, z_te = rng.normal(size=(300, 3)), rng.normal(size=(90, 3))
+  y_tr, y_te = rng.integers(0, 4, 300), rng.integers(0, 4, 90)
+  s_tr, s_te = (z_tr - z_tr.mean(0)) / (z_tr.std(0) + 1e-8), (z_te - z_tr.mean(0)) / (z_tr.std(0) + 1e-8)
+  d = ((s_te[:, None] - s_tr[None]) ** 2).sum(-1)
+  for k in (1, 4, 5):
+    expected = []
+    for row in d:
+      near = y_tr[np.argsort(row, kind="stable")[:k]]
+      counts = np.bincount(near, minlength=4).astype(float)
+      counts[near[0]] += 0.5  # an even split goes to the nearest neighbour's class
+      expected.append(np.argmax(counts))
+    want = float(np.mean(np.array(expected) == y_te))
+    assert probe.knn_accuracy(z_tr, y_tr, z_te, y_te, k=k, chunk=32) == pytest.approx(want)

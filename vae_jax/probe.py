@@ -68,24 +68,39 @@ def logistic_accuracy(z_train, y_train, z_test, y_test, *, steps: int = 500,
   return float(np.mean(np.asarray(pred) == np.asarray(y_test)))
 
 
-@functools.partial(jax.jit, static_argnames=("k", "num_classes"))
-def _knn_predict(z_train, y_train, z_query, *, k: int, num_classes: int):
-  d = (jnp.sum(z_query**2, 1)[:, None] - 2 * z_query @ z_train.T + jnp.sum(z_train**2, 1)[None])
-  _, idx = jax.lax.top_k(-d, k)
-  votes = jax.nn.one_hot(y_train[idx], num_classes).sum(1)  # (Q, classes)
-  # Ties go to the class of the nearest neighbour among the tied ones.
-  nearest = jax.nn.one_hot(y_train[idx[:, 0]], num_classes) * 0.5
-  return jnp.argmax(votes + nearest, axis=1)
+@jax.jit
+def _sq_distances(z_train, z_query):
+  """Squared Euclidean distances (Q, N) between query and train codes."""
+  return (jnp.sum(z_query**2, 1)[:, None] - 2 * z_query @ z_train.T
+          + jnp.sum(z_train**2, 1)[None])
+
+
+def _knn_vote(d_QxN: np.ndarray, y_train: np.ndarray, k: int, num_classes: int) -> np.ndarray:
+  """Majority class among the k nearest; ties go to the class of the nearest tied neighbour.
+
+  The k nearest are found with `np.argpartition` (linear time per row), not `lax.top_k`,
+  which XLA:CPU runs as a full sort of every row: minutes instead of seconds for 10,000
+  queries against 60,000 codes on a 2-core CPU.
+  """
+  idx = np.argpartition(d_QxN, k - 1, axis=1)[:, :k]
+  order = np.argsort(np.take_along_axis(d_QxN, idx, axis=1), axis=1, kind="stable")
+  idx = np.take_along_axis(idx, order, axis=1)  # the k nearest, nearest first
+  labels_QxK = y_train[idx]
+  votes = np.zeros((len(d_QxN), num_classes))
+  np.add.at(votes, (np.arange(len(d_QxN))[:, None], labels_QxK), 1.0)
+  votes[np.arange(len(d_QxN)), labels_QxK[:, 0]] += 0.5
+  return np.argmax(votes, axis=1)
 
 
 def knn_accuracy(z_train, y_train, z_test, y_test, *, k: int = 5, chunk: int = 1000) -> float:
   """Test accuracy of k-nearest-neighbour voting (Euclidean, on standardised codes)."""
   z_train, z_test = _standardise(np.asarray(z_train, np.float32), np.asarray(z_test, np.float32))
+  y_train = np.asarray(y_train)
   num_classes = int(max(y_train.max(), y_test.max())) + 1
-  zt, yt = jnp.asarray(z_train), jnp.asarray(y_train)
+  zt = jnp.asarray(z_train)
   preds = []
   with jax.default_matmul_precision("float32"):
     for i in range(0, len(z_test), chunk):
-      preds.append(np.asarray(_knn_predict(zt, yt, jnp.asarray(z_test[i:i + chunk]), k=k,
-                                           num_classes=num_classes)))
+      d = np.asarray(_sq_distances(zt, jnp.asarray(z_test[i:i + chunk])))
+      preds.append(_knn_vote(d, y_train, k, num_classes))
   return float(np.mean(np.concatenate(preds) == np.asarray(y_test)))
