@@ -9,7 +9,7 @@ that a Laplace density fits better than a Gaussian whose one sigma must stretch 
 edges; its L1 loss also blurs less than L2. One global scale is learned, so test -ELBO is a
 proper density in nats (negative: continuous densities on [0, 1] exceed 1).
 Same network as mnist_conv.py (16/32-channel 4x4 stride-2 convolutions, 256 dense, z of 20).
-Measured after 5 epochs: see the README's results table.
+Measured after 5 epochs: test -ELBO -960.13 nats (rec -1014.66, KL 54.53); README, "Convolutional models".
 """
 
 from configs import default

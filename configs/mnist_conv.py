@@ -7,7 +7,7 @@ layer, then the 20-D Gaussian posterior; the decoder mirrors it with 4x4 stride-
 convolutions (a kernel divisible by the stride avoids checkerboard artefacts). The channels
 are narrow because XLA's CPU convolutions are slow (~2 min per epoch on 2 busy CPU cores);
 on a GPU try `--config.model.conv_channels="(32, 64)"`.
-Measured after 5 epochs: see the README's results table (test -ELBO).
+Measured after 5 epochs: test -ELBO 100.15 nats (rec 74.82, KL 25.34); README, "Convolutional models".
 """
 
 from configs import default

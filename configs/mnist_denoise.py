@@ -6,7 +6,8 @@
 The encoder sees x + 0.5 n (clipped to [0, 1]), fresh noise every step; the Gaussian decoder
 (learned scale: MSE up to constants) must return the clean x. MLP 784-400-32, 10 epochs.
 `vae_jax.denoise` scores the corrupted test set against the clean one (MSE, PSNR) and draws
-corrupted / denoised / clean rows; measured numbers are in the README.
+corrupted / denoised / clean rows; measured after 10 epochs: PSNR
+9.38 dB (corrupted) -> 18.60 dB (denoised), MSE 0.1156 -> 0.0152 (README, "Denoising").
 """
 
 from configs import default
