@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -27,7 +26,7 @@ from flax import nnx  # pylint: disable=g-import-not-at-top
 
 # pylint: disable=g-import-not-at-top
 from vae_jax import corruption, inference, likelihoods, plots, workdir as workdir_lib
-from vae_jax.errors import UserError
+from vae_jax.errors import UserError, check_tool_arguments, fail
 # pylint: enable=g-import-not-at-top
 
 _NUM_SHOWN = 12  # columns of the figure
@@ -107,23 +106,13 @@ def denoise_workdir(workdir, corruption_kind: str | None = None, level: float | 
   return out
 
 
-def _fail(msg: str):
-  print(f"error: {msg}", file=sys.stderr)
-  sys.exit(2)
-
-
 def main(argv):
-  if len(argv) > 1:
-    _fail(f"unexpected arguments: {' '.join(argv[1:])}")
-  from absl import logging  # pylint: disable=g-import-not-at-top
-  logging.set_verbosity(logging.WARNING)
-  if not flags.FLAGS.workdir:
-    _fail("--workdir is required: the folder of a finished run")
+  check_tool_arguments(argv, flags.FLAGS.workdir)
   try:
     f = flags.FLAGS
     m = denoise_workdir(f.workdir, f.corruption, f.level, seed=f.seed)
   except UserError as e:
-    _fail(str(e))
+    fail(str(e))
   print(f"{flags.FLAGS.workdir}: {m['denoise/corruption']} {m['denoise/level']:g}: MSE "
         f"{m['denoise/mse_input']:.4f} (corrupted) -> {m['denoise/mse_output']:.4f} (denoised); "
         f"PSNR {m['denoise/psnr_input']:.2f} -> {m['denoise/psnr_output']:.2f} dB "

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import os
 import pathlib
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 from absl import app, flags  # pylint: disable=g-import-not-at-top
+
+from vae_jax.errors import UserError, check_tool_arguments, fail  # pylint: disable=g-import-not-at-top
 
 SPLITS = ("test", "train", "both")
 TRAIN_BINARIZATION_SEED = 1  # fixed binarisation of the train split for "dynamic" runs
@@ -43,7 +44,6 @@ def export_latents(workdir, split: str = "test", *, epoch: int | None = None, da
   Raises `UserError` for a missing or unfinished run or an unknown split.
   """
   from vae_jax import inference, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-  from vae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
 
   if split not in SPLITS:
     raise UserError(f"--split={split!r} is invalid: expected one of {', '.join(SPLITS)}")
@@ -62,23 +62,12 @@ def export_latents(workdir, split: str = "test", *, epoch: int | None = None, da
   return written
 
 
-def _fail(msg: str):
-  print(f"error: {msg}", file=sys.stderr)
-  sys.exit(2)
-
-
 def main(argv):
-  if len(argv) > 1:
-    _fail(f"unexpected arguments: {' '.join(argv[1:])}")
-  from absl import logging  # pylint: disable=g-import-not-at-top
-  logging.set_verbosity(logging.WARNING)
-  from vae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
-  if not flags.FLAGS.workdir:
-    _fail("--workdir is required: the folder of a finished run")
+  check_tool_arguments(argv, flags.FLAGS.workdir)
   try:
     written = export_latents(flags.FLAGS.workdir, flags.FLAGS.split, epoch=flags.FLAGS.epoch)
   except UserError as e:
-    _fail(str(e))
+    fail(str(e))
   for name, path in written.items():
     print(f"{path}: {np.load(path, mmap_mode='r').shape}")
 

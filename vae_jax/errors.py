@@ -1,5 +1,26 @@
-"""The one exception type for a user's mistake: the launcher prints its message and exits 2."""
+"""The one exception type for a user's mistake, and how the commands report one: one line, exit 2."""
+
+from __future__ import annotations
+
+import sys
 
 
 class UserError(Exception):
   """Bad input (config value, data file, workdir state). The message is one line for the user."""
+
+
+def fail(message: str):
+  """Prints `error: message` on stderr and exits with status 2 (no traceback)."""
+  print(f"error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def check_tool_arguments(argv, workdir) -> None:
+  """The common start of the `python -m vae_jax.<tool> --workdir DIR` commands: no stray
+  positional arguments, a workdir given, and absl's INFO chatter silenced."""
+  if len(argv) > 1:
+    fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.WARNING)
+  if not workdir:
+    fail("--workdir is required: the folder of a finished run")

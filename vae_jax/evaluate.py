@@ -11,11 +11,12 @@ Computes the k-sample importance-weighted bound on log p(x) over the whole test 
 from __future__ import annotations
 
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # pylint: disable=g-import-not-at-top
+
+from vae_jax.errors import UserError, check_tool_arguments, fail  # pylint: disable=g-import-not-at-top
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A finished run's output folder.")
 _K = flags.DEFINE_integer("k", 5000, "Importance samples per test image (IWAE k >= 1).")
@@ -25,11 +26,6 @@ _SAMPLE_CHUNK = flags.DEFINE_integer(
 _IMAGE_CHUNK = flags.DEFINE_integer(
     "image_chunk", None, "Images per step (memory knob); default by backend, see likelihood.py.")
 _EPOCH = flags.DEFINE_integer("epoch", None, "Checkpoint to evaluate; default the newest.")
-
-
-def _fail(msg: str):
-  print(f"error: {msg}", file=sys.stderr)
-  sys.exit(2)
 
 
 def evaluate_workdir(workdir, k: int, *, seed: int | None = None, sample_chunk: int | None = None,
@@ -42,7 +38,6 @@ def evaluate_workdir(workdir, k: int, *, seed: int | None = None, sample_chunk: 
   """
   import jax  # pylint: disable=g-import-not-at-top
   from vae_jax import likelihood, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-  from vae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
 
   for name, v in (("k", k), ("sample_chunk", sample_chunk), ("image_chunk", image_chunk)):
     if v is not None and v < 1:
@@ -63,22 +58,16 @@ def evaluate_workdir(workdir, k: int, *, seed: int | None = None, sample_chunk: 
 
 
 def main(argv):
-  if len(argv) > 1:
-    _fail(f"unexpected arguments: {' '.join(argv[1:])}")
-  from absl import logging  # pylint: disable=g-import-not-at-top
-  logging.set_verbosity(logging.WARNING)
-  from vae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  check_tool_arguments(argv, _WORKDIR.value)
 
-  if not _WORKDIR.value:
-    _fail("--workdir is required: the folder of a finished run")
   try:
     m = evaluate_workdir(_WORKDIR.value, _K.value, seed=_SEED.value,
                          sample_chunk=_SAMPLE_CHUNK.value, image_chunk=_IMAGE_CHUNK.value,
                          epoch=_EPOCH.value, progress=True)
   except UserError as e:
-    _fail(str(e))
+    fail(str(e))
   except KeyboardInterrupt:
-    _fail("interrupted; results.json is unchanged")
+    fail("interrupted; results.json is unchanged")
   units = (f"{m['test/active_units']}/{len(m['test/kl_per_dim'])}" if "test/kl_per_dim" in m
            else f"{m['test/active_units']} (z1), {m['test/active_units_top']} (z2)")
   print(f"{_WORKDIR.value}: test/nll={m['test/nll']:.2f} ± {m['test/nll_stderr']:.2f} "
