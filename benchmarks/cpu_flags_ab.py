@@ -30,7 +30,6 @@ The data are random uint8 images of the real shape (speed does not depend on the
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import pathlib
 import statistics
@@ -41,14 +40,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 OPTIONS = {"onednn": {"xla_cpu_use_onednn": True}}
-
-
-def load_config(path):
-  spec = importlib.util.spec_from_file_location("bench_config", path)
-  module = importlib.util.module_from_spec(spec)
-  sys.path.insert(0, str(ROOT))
-  spec.loader.exec_module(module)
-  return module.get_config()
 
 
 def main():
@@ -64,14 +55,14 @@ def main():
   import numpy as np
   import optax
   from jax.sharding import NamedSharding, PartitionSpec as P
-  from vae_jax import optim, step as step_lib, train
+  from vae_jax import optim, step as step_lib, sweeps, train
 
   for v in args.variants:
     unknown = set(v.split("+")) - {"base", "nonorm", "fusednorm", *OPTIONS}
     if unknown:
       raise SystemExit(f"error: unknown variant part(s) {sorted(unknown)} in {v!r}: expected "
                        f"base, nonorm, fusednorm, {', '.join(OPTIONS)} joined by '+'")
-  config = load_config(args.config)
+  config = sweeps.load_module(args.config).get_config()
   shape = (28, 28, 1)
   mesh = train.make_mesh()
   replicated = NamedSharding(mesh, P())

@@ -59,7 +59,6 @@ from __future__ import annotations
 import argparse
 import ast
 import datetime
-import importlib.util
 import json
 import math
 import os
@@ -94,9 +93,7 @@ def _load_config(args):
   """The config the launches train (batch size and overrides applied), and its sweep members'
   (name, config) pairs with --sweep, else [("", config)]."""
   from vae_jax import sweeps, train  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location("bench_config", ROOT / args.config)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  module = sweeps.load_module(str(ROOT / args.config))
   overrides = dict(kv.split("=", 1) for kv in args.override)
   if args.batch_size:
     overrides["batch_size"] = str(args.batch_size)

@@ -59,7 +59,6 @@ def evaluate_workdir(workdir, k: int, *, seed: int | None = None, sample_chunk: 
 
 def main(argv):
   check_tool_arguments(argv, _WORKDIR.value)
-
   try:
     m = evaluate_workdir(_WORKDIR.value, _K.value, seed=_SEED.value,
                          sample_chunk=_SAMPLE_CHUNK.value, image_chunk=_IMAGE_CHUNK.value,
