@@ -385,8 +385,8 @@ def test_table_configs_define_the_six_rows(path):
     assert (config.batch_size, config.num_epochs, config.lr_schedule) == (20, 3280, "iwae_paper")
     assert config.model.top_hidden_sizes == (100, 100) and config.model.top_latent_dim == 50
   else:
-    # At most a fifth of the paper's 9.8 M steps (3,280 epochs of batch 20), fewer epochs.
-    assert config.num_epochs / config.batch_size < 3280 / 20 / 5 and config.num_epochs < 3280
+    # At most an eighth of the paper's 9.8 M steps (3,280 epochs of batch 20), fewer epochs.
+    assert config.num_epochs / config.batch_size <= 3280 / 20 / 8 and config.num_epochs < 3280
 
 
 def test_named_sweep_members_with_seeds():
