@@ -306,6 +306,24 @@ def test_iwae_member_runs_from_the_launcher(tmp_path):
   assert not (tmp_path / "s" / "latent_size.png").exists()
 
 
+def test_member_takes_the_command_lines_value_of_a_swept_key(tmp_path):
+  """`--member=iwae_k5 --config.num_importance_samples=3` trains iwae_k5 with k = 3: the flag
+  the user typed wins over the member's own value instead of being silently dropped."""
+  cache = write_fake_cache(tmp_path / "cache", n_train=64)
+  path = tmp_path / "named.py"
+  path.write_text(NAMED_SWEEP_FILE.format(cache_dir=cache))
+  config = sweeps.load_module(str(path)).get_config()
+  config.num_epochs, config.eval_nll_k, config.num_importance_samples = 1, 0, 3
+  launcher.main(config=config, config_path=str(path), workdir=str(tmp_path / "s"),
+                overrides={"num_epochs": 1, "eval_nll_k": 0, "num_importance_samples": 3},
+                member="iwae_k5")
+  saved = json.loads((tmp_path / "s" / "iwae_k5" / "config.json").read_text())["config"]
+  assert (saved["objective"], saved["num_importance_samples"]) == ("iwae", 3)
+  with open(tmp_path / "s" / "sweep.csv", newline="") as f:
+    row = next(r for r in csv.DictReader(f) if r["member"] == "iwae_k5")
+  assert row["num_importance_samples"] == "3"
+
+
 def test_iwae_with_k1_trains_bit_for_bit_like_the_elbo(tmp_path):
   ds = fake_dataset()
   base = tiny_config(num_epochs=1)

@@ -73,7 +73,7 @@ def main(*, config, config_path: str, workdir: str | None, allow_config_change: 
     if sweep is not None and (member is not None or not pinned):
       sweeps.run_sweep(config, sweep, workdir or os.path.join("runs", stem), sweep_name=stem,
                        only=member, allow_config_change=allow_config_change,
-                       num_devices=jax.device_count())
+                       num_devices=jax.device_count(), pinned=pinned)
       return
     if workdir is None:
       workdir = os.path.join("runs", stem, *([sweeps.member_name(pinned)] if pinned else []))

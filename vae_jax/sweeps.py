@@ -178,12 +178,19 @@ def write_summary(workdir: pathlib.Path, members, keys: list[str]) -> list[dict[
 
 def run_sweep(config, sweep: Sweep, workdir: str | os.PathLike, *,
               sweep_name: str, only: str | None = None, allow_config_change: bool = False,
-              num_devices: int = 1) -> list[dict[str, Any]]:
-  """Trains the sweep's members (or only the one named `only`) and writes the summary."""
+              num_devices: int = 1, pinned: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+  """Trains the sweep's members (or only the one named `only`) and writes the summary.
+
+  `pinned`: swept keys that the command line set (`pinned_overrides`); with `only`, they win
+  over that member's own values, so `--member=m --config.key=v` runs m with key = v.
+  """
   from vae_jax import data as data_lib, train  # pylint: disable=g-import-not-at-top
 
   workdir = pathlib.Path(workdir)
   members = expand(config, sweep)
+  if only is not None and pinned:
+    members = [(n, {**o, **pinned}, apply_overrides(c, pinned)) if n == only else (n, o, c)
+               for n, o, c in members]
   for name, _, c in members:
     try:
       validate.validate(c, num_devices=num_devices)
