@@ -283,11 +283,16 @@ def get_sweep():
 '''
 
 
-def test_iwae_member_runs_from_the_launcher(tmp_path):
-  cache = write_fake_cache(tmp_path / "cache", n_train=256)
+def _named_sweep(tmp_path, n_train):
+  """NAMED_SWEEP_FILE over a fake dataset of n_train images: (its path, its module)."""
+  cache = write_fake_cache(tmp_path / "cache", n_train=n_train)
   path = tmp_path / "named.py"
   path.write_text(NAMED_SWEEP_FILE.format(cache_dir=cache))
-  module = sweeps.load_module(str(path))
+  return path, sweeps.load_module(str(path))
+
+
+def test_iwae_member_runs_from_the_launcher(tmp_path):
+  path, module = _named_sweep(tmp_path, n_train=256)
   launcher.main(config=module.get_config(), config_path=str(path), workdir=str(tmp_path / "s"),
                 overrides={}, member="iwae_k5")
   wd = tmp_path / "s" / "iwae_k5"
@@ -309,10 +314,8 @@ def test_iwae_member_runs_from_the_launcher(tmp_path):
 def test_member_takes_the_command_lines_value_of_a_swept_key(tmp_path):
   """`--member=iwae_k5 --config.num_importance_samples=3` trains iwae_k5 with k = 3: the flag
   the user typed wins over the member's own value instead of being silently dropped."""
-  cache = write_fake_cache(tmp_path / "cache", n_train=64)
-  path = tmp_path / "named.py"
-  path.write_text(NAMED_SWEEP_FILE.format(cache_dir=cache))
-  config = sweeps.load_module(str(path)).get_config()
+  path, module = _named_sweep(tmp_path, n_train=64)
+  config = module.get_config()
   config.num_epochs, config.eval_nll_k, config.num_importance_samples = 1, 0, 3
   launcher.main(config=config, config_path=str(path), workdir=str(tmp_path / "s"),
                 overrides={"num_epochs": 1, "eval_nll_k": 0, "num_importance_samples": 3},
