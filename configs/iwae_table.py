@@ -56,7 +56,7 @@ def get_config():
   c.model.top_latent_dim = 50
   c.model.likelihood = "bernoulli"
   c.data.binarization = "dynamic"
-  c.eval_every_epochs = 10  # single-sample test ELBO; cheap next to 3,000 steps an epoch
+  c.eval_every_epochs = 10  # test ELBO (and L_k at the training k): cheap next to 3,000 steps an epoch
   c.checkpoint_every_epochs = 20
   c.eval_nll_k = 5000  # test/nll as in the paper: the IWAE bound with k = 5000 at the end
   return c

@@ -303,6 +303,13 @@ def test_iwae_member_runs_from_the_launcher(tmp_path):
   res = json.loads((wd / "results.json").read_text())
   assert np.isfinite(res["test/nll"]) and json.loads((wd / "config.json").read_text())[
       "config"]["num_importance_samples"] == 5
+  # Each evaluation also reports the bound at the training k on the test split, with the
+  # noise of the test-NLL estimate: at the last epoch it is `python -m vae_jax.evaluate --k 5`.
+  evals = [r for r in rows if "test/neg_elbo" in r]
+  assert evals and all(np.isfinite(r["test/neg_iwae"]) for r in evals)
+  assert res["test/neg_iwae"] == evals[-1]["test/neg_iwae"]
+  k5 = evaluate.evaluate_workdir(wd, 5)["test/nll"]
+  np.testing.assert_allclose(res["test/neg_iwae"], k5, rtol=1e-5)
   assert not (tmp_path / "s" / "vae_k1").exists()
   # The summary names the member; no latent-size figure for a sweep that is not about it.
   with open(tmp_path / "s" / "sweep.csv", newline="") as f:
@@ -349,15 +356,16 @@ from tests.test_train import final_params
 from vae_jax import train
 ds = fake_dataset()
 cs = [tiny_config(num_epochs=1, objective="iwae", num_importance_samples=3, beta=b) for b in (1.0, 2.0)]
-train.train_group(cs, [sys.argv[2] + "/m0", sys.argv[2] + "/m1"], dataset=ds)
-np.savez(sys.argv[1], devices=jax.device_count(),
+res = train.train_group(cs, [sys.argv[2] + "/m0", sys.argv[2] + "/m1"], dataset=ds)
+np.savez(sys.argv[1], devices=jax.device_count(), neg_iwae=[r["test/neg_iwae"] for r in res],
          **{{f"m{{m}}_{{i}}": p for m in range(2) for i, p in enumerate(final_params(cs[m], f"{{sys.argv[2]}}/m{{m}}", ds))}})
 '''
 
 
 def test_k_samples_shard_over_devices_like_one_device(tmp_path):
   """(M, k, B, Z) noise is drawn for the global batch and sharded on its batch axis: two fake
-  devices train a two-member IWAE group to the parameters one device reaches."""
+  devices train a two-member IWAE group to the parameters one device reaches, and find the
+  same test bound at k = 3 (its noise is keyed by global image index, not by device)."""
   script = _SHARDED_RUN.format(root=str(ROOT))
   got = {}
   for n in (1, 2):

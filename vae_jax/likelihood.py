@@ -78,30 +78,45 @@ def noise(key, image_idx_B, sample_idx_S, latent_dim: int):
   return jax.vmap(lambda i: jax.vmap(lambda k: one(k, i))(image_keys))(sample_idx_S)
 
 
-def _log_px_chunk(model_fn, params, x_all, start, key, *, num_samples, sample_chunk,
-                  image_chunk):
-  """log-mean-exp of the k log weights of images [start, start + image_chunk): shape (B,)."""
-  x = jax.lax.dynamic_slice_in_dim(x_all, start, image_chunk)
-  image_idx = start + jnp.arange(image_chunk)
-  model = model_fn(params)
+def log_px_images(model: LatentModel, x, image_idx_B, key, num_samples, *, sample_chunk: int):
+  """The k-sample estimate of log p(x) for a batch of images whose global indices are given.
+
+  Encodes the batch once and loops (`lax.fori_loop`) over chunks of `sample_chunk` samples
+  with a running log-sum-exp, so memory is O(B * sample_chunk) whatever k is. `num_samples`
+  may be traced. Shape (B,). Shared by the test-NLL estimate and the training loop's
+  periodic test bound (`test/neg_iwae`), which therefore agree given the same key.
+  """
   q = model.encode(x)
   num_chunks = (num_samples + sample_chunk - 1) // sample_chunk
 
-  def body(c, carry):
-    run_max, run_sum = carry
+  def log_weights(c):
     sample_idx = c * sample_chunk + jnp.arange(sample_chunk)
-    eps = noise(key, image_idx, sample_idx, model.noise_dim)
+    eps = noise(key, image_idx_B, sample_idx, model.noise_dim)
     lw_SxB = model.log_weights(x, q, eps)
-    lw_SxB = jnp.where((sample_idx < num_samples)[:, None], lw_SxB, -jnp.inf)  # last chunk's pad
+    return jnp.where((sample_idx < num_samples)[:, None], lw_SxB, -jnp.inf)  # last chunk's pad
+
+  def accumulate(lw_SxB, run_max, run_sum):
     new_max = jnp.maximum(run_max, jnp.max(lw_SxB, axis=0))
     safe = jnp.where(jnp.isfinite(new_max), new_max, 0.0)
     run_sum = run_sum * jnp.exp(run_max - safe) + jnp.sum(jnp.exp(lw_SxB - safe), axis=0)
     return new_max, run_sum
 
-  init = (jnp.full((image_chunk,), -jnp.inf, x.dtype), jnp.zeros((image_chunk,), x.dtype))
-  # k is traced (a while loop over its chunks), so one compiled program serves every k.
-  run_max, run_sum = jax.lax.fori_loop(0, num_chunks, body, init)
-  return run_max + jnp.log(run_sum) - jnp.log(num_samples.astype(run_sum.dtype))
+  # The first chunk starts the running sums (rather than constants: under shard_map the
+  # carry must vary over devices like the values added to it); the loop adds the rest.
+  lw0 = log_weights(0)
+  init = accumulate(lw0, jnp.full_like(lw0[0], -jnp.inf), jnp.zeros_like(lw0[0]))
+  # k may be traced (a while loop over its chunks), so one compiled program serves every k.
+  run_max, run_sum = jax.lax.fori_loop(1, num_chunks, lambda c, carry: accumulate(
+      log_weights(c), *carry), init)
+  return run_max + jnp.log(run_sum) - jnp.log(jnp.asarray(num_samples, run_sum.dtype))
+
+
+def _log_px_chunk(model_fn, params, x_all, start, key, *, num_samples, sample_chunk,
+                  image_chunk):
+  """log-mean-exp of the k log weights of images [start, start + image_chunk): shape (B,)."""
+  x = jax.lax.dynamic_slice_in_dim(x_all, start, image_chunk)
+  return log_px_images(model_fn(params), x, start + jnp.arange(image_chunk), key, num_samples,
+                       sample_chunk=sample_chunk)
 
 
 _log_px_chunk_jit = jax.jit(_log_px_chunk, static_argnames=(
@@ -169,13 +184,17 @@ class AutoEncoderLatents:
   graphdef: Any
 
   def __call__(self, state) -> LatentModel:
-    model = nnx.merge(self.graphdef, state)
+    return latent_model(nnx.merge(self.graphdef, state))
 
-    def log_weights(x_Bx, q, eps_SxBxE):
-      log_lik, log_prior, log_q = objectives.log_weight_terms(model, q, x_Bx, eps_SxBxE)
-      return log_lik + log_prior - log_q
 
-    return LatentModel(encode=model.encode, log_weights=log_weights, noise_dim=model.noise_dim)
+def latent_model(model) -> LatentModel:
+  """A VAE `models.AutoEncoder` (one or two stochastic layers) as a `LatentModel`."""
+
+  def log_weights(x_Bx, q, eps_SxBxE):
+    log_lik, log_prior, log_q = objectives.log_weight_terms(model, q, x_Bx, eps_SxBxE)
+    return log_lik + log_prior - log_q
+
+  return LatentModel(encode=model.encode, log_weights=log_weights, noise_dim=model.noise_dim)
 
 
 def autoencoder_latents(model) -> tuple[AutoEncoderLatents, Any]:

@@ -180,8 +180,9 @@ def _sampled_loss(model, x_in, x_target, eps, hparams, step, objective):
 def eval_metrics(model, x, eps_BxE, beta):
   """Per-image test metrics (B,) for a fixed beta: rec, kl, neg_elbo and loss = rec + beta kl.
 
-  One sample per image whatever the training objective; the k-sample bound on the test split
-  is `likelihood.py`'s test/nll. A two-layer model's kl is the sampled log q - log p.
+  One sample per image whatever the training objective; the k-sample bounds on the test split
+  are `likelihood.py`'s (test/nll, and test/neg_iwae at the training k, added by
+  `step.build_evaluate`). A two-layer model's kl is the sampled log q - log p.
   """
   if model.kind == "vae" and model.stochastic_layers == 2:
     log_lik, log_prior, log_q = log_weight_terms(model, model.encode(x), x, eps_BxE[None])

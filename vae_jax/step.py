@@ -28,7 +28,7 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from vae_jax import corruption, models, objectives, optim
+from vae_jax import corruption, likelihood, models, objectives, optim
 
 KEY_INIT, KEY_SHUFFLE, KEY_TRAIN, KEY_EVAL = range(4)
 
@@ -234,44 +234,57 @@ def build_evaluate(*, graphdef, rest, mesh, config, image_shape, num_members: in
   `images` (num_padded, H, W, C) uint8 and `mask` (num_padded,) are sharded over devices;
   each device scans over batches of `eval_batch`. Sums are `psum`-ed and divided by the
   number of real (unmasked) images. Runs at full float32 matmul precision.
+
+  The metrics are the single-sample rec, kl, neg_elbo and loss, and for a VAE trained on
+  k > 1 samples also neg_iwae: -L_k, the bound at the training k, on the test images. Its
+  noise is keyed like the test-NLL estimate's (`likelihood.nll_key(seed)`, per global image
+  and sample index), so it equals `python -m vae_jax.evaluate --k K` on the same parameters
+  and does not depend on the number of devices.
   """
   Z = models.noise_dim(config.model)
   M = num_members
   n_dev = mesh.devices.size
   per_dev = num_padded // n_dev
   nb = per_dev // eval_batch
+  k = config.num_importance_samples if config.model.name == "vae" else 1
+  sample_chunk = min(k, likelihood.default_chunks()[0])
 
-  def device_eval(params, images, mask, betas, eps_MxNxZ):
+  def device_eval(params, images, mask, betas, eps_MxNxZ, nll_keys_M):
     x_all = images.reshape(nb, eval_batch, *image_shape)
     m_all = mask.reshape(nb, eval_batch)
     e_all = eps_MxNxZ.reshape(M, nb, eval_batch, Z)
+    first = jax.lax.axis_index("data") * per_dev  # global index of this device's first image
 
-    def member(p, beta, e_nb):
+    def member(p, beta, e_nb, nll_key):
       model = nnx.merge(graphdef, p, rest)
 
       def batch(args):
-        x_u8, m, e = args
+        x_u8, m, e, b = args
         x = x_u8.astype(jnp.float32) / 255.0
         per = objectives.eval_metrics(model, x, e, beta)
-        return {k: jnp.sum(v * m) for k, v in per.items()}
+        if k > 1:
+          idx = first + b * eval_batch + jnp.arange(eval_batch)
+          per["neg_iwae"] = -likelihood.log_px_images(
+              likelihood.latent_model(model), x, idx, nll_key, k, sample_chunk=sample_chunk)
+        return {name: jnp.sum(v * m) for name, v in per.items()}
 
-      sums = jax.lax.map(batch, (x_all, m_all, e_nb))
+      sums = jax.lax.map(batch, (x_all, m_all, e_nb, jnp.arange(nb)))
       return jax.tree.map(lambda a: jnp.sum(a, 0), sums)
 
-    sums = over_members(member, M)(params, betas, e_all)
+    sums = over_members(member, M)(params, betas, e_all, nll_keys_M)
     sums = jax.lax.psum(sums, "data")
     count = jax.lax.psum(jnp.sum(mask), "data")
     return jax.tree.map(lambda a: a / count, sums)
 
   sharded = jax.shard_map(device_eval, mesh=mesh,
-                          in_specs=(P(), P("data"), P("data"), P(), P(None, "data")),
+                          in_specs=(P(), P("data"), P("data"), P(), P(None, "data"), P()),
                           out_specs=P())
 
   def evaluate(params, images, mask, betas, seeds_M):
     eval_keys = member_keys(seeds_M, KEY_EVAL)
-    eps = jax.vmap(lambda k: jax.random.normal(k, (num_padded, Z)))(eval_keys)
+    eps = jax.vmap(lambda key: jax.random.normal(key, (num_padded, Z)))(eval_keys)
     eps = jax.lax.with_sharding_constraint(eps, NamedSharding(mesh, P(None, "data")))
-    return sharded(params, images, mask, betas, eps)
+    return sharded(params, images, mask, betas, eps, jax.vmap(likelihood.nll_key)(seeds_M))
 
   jitted = jax.jit(evaluate)
 

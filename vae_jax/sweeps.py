@@ -24,8 +24,8 @@ from typing import Any, Sequence
 from vae_jax import runinfo, validate
 from vae_jax.errors import UserError
 
-METRICS = ("test/neg_elbo", "test/rec", "test/kl", "test/loss", "test/nll", "train/loss",
-           "train/neg_iwae", "train/examples_per_s", "train/seconds")
+METRICS = ("test/neg_elbo", "test/rec", "test/kl", "test/loss", "test/neg_iwae", "test/nll",
+           "train/loss", "train/neg_iwae", "train/examples_per_s", "train/seconds")
 # A sweep: override dicts (members named after their overrides) or a dict of them by name.
 Sweep = Sequence[dict[str, Any]] | dict[str, dict[str, Any]]
 _MEMBER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]*")  # a folder and W&B run name

@@ -323,8 +323,11 @@ def _train_group(configs: Sequence[Any], workdirs: Sequence[str | pathlib.Path],
 
     if (epoch + 1) % cfg0.checkpoint_every_epochs == 0 or last_epoch:
       _save(members, epoch + 1, params, opt_state)
-    bar.set_postfix(loss=f"{metrics['loss'][0]:.2f}",
-                    test_elbo=f"{last_test['neg_elbo'][0]:.2f}" if last_test is not None else "-")
+    postfix = {"loss": f"{metrics['loss'][0]:.2f}",
+               "test_elbo": f"{last_test['neg_elbo'][0]:.2f}" if last_test is not None else "-"}
+    if last_test is not None and "neg_iwae" in last_test:
+      postfix["test_iwae"] = f"{last_test['neg_iwae'][0]:.2f}"
+    bar.set_postfix(postfix)
     bar.update(1)
     if stop.signum is not None and not last_epoch:
       if (epoch + 1) % cfg0.checkpoint_every_epochs:
@@ -443,5 +446,5 @@ def _last_value(path: pathlib.Path, key: str) -> float:
 
 
 def _summary(r: dict) -> str:
-  keys = ("test/neg_elbo", "test/rec", "test/kl", "test/loss", "train/examples_per_s")
+  keys = ("test/neg_elbo", "test/rec", "test/kl", "test/loss", "test/neg_iwae", "train/examples_per_s")
   return ", ".join(f"{k}={r[k]:.2f}" for k in keys if isinstance(r.get(k), (int, float)))
