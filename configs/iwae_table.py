@@ -28,9 +28,11 @@ stored on arxiv-vanity / bytez) and the layer sizes in the authors' released exp
 (github.com/yburda/iwae, experiments.py: latent units [100, 50], q hidden [[200, 200],
 [100, 100]], p hidden [[100, 100], [200, 200]]). Known differences from that code: the ELBO
 rows use the analytic KL of q(z|x) against N(0, I) with one layer (same expectation as their
-sampled log weights, less variance), and the decoder's output bias starts at zero rather than
-at the logits of the training-set mean. `configs/iwae_fast.py` runs the same rows on a much
-shorter schedule.
+sampled log weights, less variance), the decoder's output bias starts at zero rather than
+at the logits of the training-set mean, and the optimizer is the paper's Adam on the batch-mean
+gradient: the code's own Adam (optimizers.py) has b1 0.99, a second moment that starts at 1,
+and steps on the batch-sum gradient (README, "IWAE"). `configs/iwae_fast.py` runs the same
+rows on a much shorter schedule.
 """
 
 from configs import default
