@@ -63,6 +63,25 @@ def test_unfinished_or_missing_runs_are_refused(tmp_path):
     workdir.load_run(tmp_path)
   with pytest.raises(UserError, match="k=0"):
     evaluate.evaluate_workdir(unfinished, 0)
+  with pytest.raises(UserError, match="unfinished run .* --epoch N"):
+    evaluate.evaluate_workdir(unfinished, 4)
+  with pytest.raises(UserError, match="no checkpoints"):
+    evaluate.evaluate_workdir(unfinished, 4, epoch=3)
+
+
+def test_a_checkpoint_of_an_unfinished_run_is_estimated_and_nothing_written(tmp_path):
+  """`--epoch N` follows a run that is still training: the same estimate as once it is done,
+  and results.json (the launcher's, which marks the run finished) is left alone."""
+  ds = fake_dataset()
+  res = train.train_group([tiny_config(num_epochs=2, eval_nll_k=16)], [tmp_path], dataset=ds)[0]
+  (tmp_path / "results.json").unlink()  # as while the run trains
+  got = evaluate.evaluate_workdir(tmp_path, 16, epoch=2, dataset=ds)
+  assert got["test/nll"] == pytest.approx(res["test/nll"], rel=1e-6)
+  assert not (tmp_path / "results.json").exists()
+  with pytest.raises(UserError, match=r"--epoch N .*kept: \[1, 2\]"):
+    evaluate.evaluate_workdir(tmp_path, 16, dataset=ds)
+  with pytest.raises(UserError, match="no checkpoint of epoch 7"):
+    evaluate.evaluate_workdir(tmp_path, 16, epoch=7, dataset=ds)
 
 
 def test_eval_nll_k_is_validated():
