@@ -55,7 +55,7 @@ def main():
   import numpy as np
   import optax
   from jax.sharding import NamedSharding, PartitionSpec as P
-  from vae_jax import optim, step as step_lib, sweeps, train
+  from vae_jax import models, objectives, optim, step as step_lib, sweeps, train
 
   for v in args.variants:
     unknown = set(v.split("+")) - {"base", "nonorm", "fusednorm", *OPTIONS}
@@ -66,11 +66,11 @@ def main():
   shape = (28, 28, 1)
   mesh = train.make_mesh()
   replicated = NamedSharding(mesh, P())
-  graphdef, params0, rest = train.init_member(config, shape)
+  graphdef, params0, rest = models.init_params(config, shape)
   tx = optim.direction(config.optimizer)
   images = jax.device_put(np.random.default_rng(0).integers(0, 256, (args.num_train, *shape),
                                                             dtype=np.uint8), replicated)
-  hparams = {f: jnp.array([float(config[f])], jnp.float32) for f in train.HPARAM_FIELDS}
+  hparams = {f: jnp.array([float(config[f])], jnp.float32) for f in objectives.member_hparams(config)}
   seeds = jnp.array([config.seed], jnp.uint32)
   with_norm = step_lib.grad_norm
   norms = {"nonorm": lambda tree: jnp.float32(0.0), "fusednorm": optax.tree.norm}

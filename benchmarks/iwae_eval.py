@@ -29,7 +29,7 @@ import numpy as np
 from flax import nnx
 
 from configs import mnist_vae  # pylint: disable=g-import-not-at-top
-from vae_jax import likelihood, models
+from vae_jax import marginal_likelihood, models
 
 
 def main():
@@ -40,7 +40,7 @@ def main():
   p.add_argument("--image_chunk", type=int, default=None, help="default: by backend")
   p.add_argument("--mnist", action="store_true", help="use the real test split")
   args = p.parse_args()
-  sc, ic = likelihood.default_chunks()
+  sc, ic = marginal_likelihood.default_chunks()
   args.sample_chunk, args.image_chunk = args.sample_chunk or sc, args.image_chunk or ic
 
   config = mnist_vae.get_config()
@@ -51,20 +51,20 @@ def main():
   else:
     rng = np.random.default_rng(0)
     images = np.where(rng.random((args.num_images, 28, 28, 1)) < 0.13, 255, 0).astype(np.uint8)
-  model_fn, params = likelihood.autoencoder_latents(model)
+  model_fn, params = marginal_likelihood.autoencoder_latents(model)
   x = jnp.asarray(images, jnp.float32) / 255.0
   key = jax.random.key(0)
 
   # Compile (and run) once on one image chunk, then time the full evaluation.
   t0 = time.perf_counter()
-  jax.block_until_ready(likelihood.iwae_log_px(
+  jax.block_until_ready(marginal_likelihood.iwae_log_px(
       model_fn, params, x[:args.image_chunk], key, num_samples=args.k,
       sample_chunk=args.sample_chunk, image_chunk=args.image_chunk))
   first_chunk = time.perf_counter() - t0
   load_before = os.getloadavg()[0]
   cpu0 = time.process_time()
   t0 = time.perf_counter()
-  log_px = jax.block_until_ready(likelihood.iwae_log_px(
+  log_px = jax.block_until_ready(marginal_likelihood.iwae_log_px(
       model_fn, params, x, key, num_samples=args.k, sample_chunk=args.sample_chunk,
       image_chunk=args.image_chunk))
   seconds = time.perf_counter() - t0

@@ -92,7 +92,7 @@ def _parse_value(text: str):
 def _load_config(args):
   """The config the launches train (batch size and overrides applied), and its sweep members'
   (name, config) pairs with --sweep, else [("", config)]."""
-  from vae_jax import sweeps, train  # pylint: disable=g-import-not-at-top
+  from vae_jax import objectives, sweeps, train  # pylint: disable=g-import-not-at-top
   module = sweeps.load_module(str(ROOT / args.config))
   overrides = dict(kv.split("=", 1) for kv in args.override)
   if args.batch_size:
@@ -107,7 +107,7 @@ def _load_config(args):
   members = [(name, c) for name, _, c in sweeps.expand(config, sweep)]
   if len({train.group_key(c) for _, c in members}) != 1:
     raise SystemExit(f"error: the sweep of {args.config} is not one vectorised group (its members "
-                     "differ in more than " + ", ".join(train.VECTORISED_FIELDS) + ")")
+                     "differ in more than " + ", ".join(objectives.vectorised_fields(config)) + ")")
   return config, members
 
 

@@ -1,29 +1,37 @@
 """Anomaly detection on MNIST with one digit held out of training: AUROC per digit, AE vs VAE.
 
     python experiments/anomaly_heldout_digit.py --workdir runs/anomaly_heldout
+    python experiments/anomaly_heldout_digit.py --workdir runs/quick --config.num_epochs=1
+    python experiments/anomaly_heldout_digit.py --workdir runs/anomaly_heldout \
+        --member=ae_holdout3 --member=vae_holdout3              # train one digit's pair only
+    python experiments/anomaly_heldout_digit.py --workdir runs/anomaly_heldout --no_train
 
-For every digit d (`--digits`, default 0-9) trains (or reuses) an AE and a VAE of
-configs/mnist_vae.py (MLP 784-400-20, Bernoulli decoder, dynamic binarisation;
-`--epochs`, default 5) on the training set without d (`data.exclude_labels = (d,)`), into
-WORKDIR/{ae,vae}_holdout{d}. Scores the whole test set (`vae_jax.anomaly`): the AE by its
-reconstruction NLL, the VAE by reconstruction NLL, -ELBO and the IWAE estimate of -log p(x)
-(`--k` samples), and reports the AUROC of "is digit d" against the other nine. Writes into
+Unless --no_train, trains the sweep of configs/anomaly_heldout_digit.py through the launcher
+(finished members are skipped): for every digit d an AE and a VAE (MLP 784-400-20, Bernoulli
+decoder, dynamic binarisation, 5 epochs) on the training split without d, into
+WORKDIR/{ae,vae}_holdout{d}; `--config.KEY=VALUE` arguments go to the launcher. Then, for
+every digit whose AE and VAE are both finished, scores the whole test split
+(`vae_jax.analysis.anomaly`): the AE by its reconstruction NLL, the VAE by reconstruction NLL,
+-ELBO and the IWAE estimate of -log p(x) (`--k` samples), and reports the AUROC of "is digit
+d" against the other nine. Scores are cached in each run's anomaly_scores.npz. Writes into
 OUT (default WORKDIR/figures): anomaly_heldout_digit.{md,csv}, auroc_by_digit.png and, per
 digit, extremes_{ae,vae}_holdout{d}.png (most and least anomalous test images).
 """
 
 from __future__ import annotations
 
-import _common  # pylint: disable=import-error
-import _inline  # pylint: disable=import-error
+import sys
 
+import _common  # pylint: disable=import-error
+
+CONFIG = "configs/anomaly_heldout_digit.py"
 COLUMNS = (("ae", "rec"), ("vae", "rec"), ("vae", "neg_elbo"), ("vae", "iwae"))
 
 
 def scores_of(model, kind, images, k, workdir):
   """{method: scores} for the run, cached in WORKDIR/anomaly_scores.npz."""
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from vae_jax import anomaly  # pylint: disable=g-import-not-at-top
+  from vae_jax.analysis import anomaly  # pylint: disable=g-import-not-at-top
   cache = workdir / "anomaly_scores.npz"
   methods = [m for kk, m in COLUMNS if kk == kind]
   if cache.exists():
@@ -38,35 +46,45 @@ def scores_of(model, kind, images, k, workdir):
 
 def main():
   p = _common.parser(__doc__.splitlines()[0], "runs/anomaly_heldout")
-  p.add_argument("--epochs", type=int, default=5, help="training epochs of each model")
-  p.add_argument("--digits", default="0,1,2,3,4,5,6,7,8,9", help="digits to hold out, in turn")
   p.add_argument("--k", type=int, default=100, help="importance samples of the IWAE score")
   args = _common.parse(p)
-  digits = [int(d) for d in args.digits.split(",")]
+  if not args.no_train:
+    _common.launch(CONFIG, args.workdir, args.overrides, args.member)
 
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from configs import mnist_vae  # pylint: disable=g-import-not-at-top
-  from vae_jax import anomaly, data as data_lib  # pylint: disable=g-import-not-at-top
-  from vae_jax.plots import plt  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top  (after training: keep it fast)
+  from vae_jax.analysis import anomaly  # pylint: disable=g-import-not-at-top
+  from vae_jax.figures.grids import plt  # pylint: disable=g-import-not-at-top
 
-  base = _inline.apply_overrides(mnist_vae.get_config(), args.overrides)
-  base.num_epochs = args.epochs
-  full = data_lib.load(base.data)
+  # The study's runs by (held-out digit, kind), read from their saved configs, so a workdir
+  # trained by an earlier version of this script (same folders, no sweep.csv) still counts.
+  runs = {}
+  for path, config in _common.finished_runs(args.workdir):
+    held_out = tuple(config.data.exclude_labels)
+    if len(held_out) != 1 or config.model.name not in ("ae", "vae"):
+      print(f"skipped {path}: not an AE or VAE with one digit held out", file=sys.stderr)
+      continue
+    runs[held_out[0], config.model.name] = (path, config)
+  digits = sorted({d for d, _ in runs})
+  for d in [d for d in digits if len({k for dd, k in runs if dd == d}) < 2]:
+    missing = "vae" if (d, "ae") in runs else "ae"
+    print(f"skipped digit {d}: no finished {missing}_holdout{d}", file=sys.stderr)
+    digits.remove(d)
+  if not digits:
+    _common.fail(f"{args.workdir} holds no digit whose AE and VAE are both finished; run "
+                 "without --no_train (or with --member for the missing one)")
+
+  data_cache = {}
   args.out.mkdir(parents=True, exist_ok=True)
   rows = []
   for d in digits:
-    tx, ty = data_lib.exclude_labels(full.train_images, full.train_labels, (d,))
-    ds = data_lib.Dataset(full.name, full.binarization, tx, ty, full.test_images, full.test_labels)
-    is_d = full.test_labels == d
     row = {}
     for kind in ("ae", "vae"):
-      config = base.copy_and_resolve_references()
-      config.model.name, config.data.exclude_labels = kind, (d,)
-      wd = _common.pathlib.Path(args.workdir) / f"{kind}_holdout{d}"
-      if args.no_train and not (wd / "results.json").exists():
-        _common.fail(f"{wd} holds no finished run; run without --no_train")
-      model = _inline.train_or_reuse(config, wd, ds)
-      s = scores_of(model, kind, full.test_images, args.k, wd)
+      path, config = runs[d, kind]
+      # The test split is the same with or without the exclusion; load it once for all runs.
+      full = _common.load_data(config.data, data_cache, exclude_labels=())
+      is_d = full.test_labels == d
+      model = _common.load_model(path, full)
+      s = scores_of(model, kind, full.test_images, args.k, path)
       for method, values in s.items():
         row[kind, method] = anomaly.auroc(values, is_d)
       main_score = s["iwae" if kind == "vae" else "rec"]
@@ -78,15 +96,16 @@ def main():
   means = np.mean([r[1:] for r in rows], axis=0)
   rows.append(["mean", *[float(v) for v in means]])
   header = ["held-out digit", "AE rec", "VAE rec", "VAE -ELBO", f"VAE IWAE (k={args.k})"]
-  m = base.model
+  configs = [c for d in digits for _, c in (runs[d, "ae"], runs[d, "vae"])]
+  m = runs[digits[0], "vae"][1].model
   net = f"{m.architecture.upper()} {'-'.join(map(str, (*m.hidden_sizes, m.latent_dim)))}"
   notes = (f"AUROC of 'test image is the held-out digit' against the other digits "
            f"({len(full.test_labels):,} {full.name} test images). {net}, {m.likelihood} decoder, "
-           f"{full.binarization} binarisation, {args.epochs} epochs each. Scores: "
+           f"{full.binarization} binarisation, {_common.epochs_of(configs)} each. Scores: "
            f"reconstruction NLL at the latent mean; -ELBO "
            f"with one sample; IWAE -log p(x) estimate with k={args.k}. Higher = better detector; "
            "0.5 = chance, below 0.5 = the held-out digit looks *more* normal than the rest.")
-  paths = _inline.write_table(args.out, "anomaly_heldout_digit", header, rows,
+  paths = _common.write_table(args.out, "anomaly_heldout_digit", header, rows,
                               "Anomaly detection: one MNIST digit held out of training", notes)
 
   fig, ax = plt.subplots(figsize=(8, 3.6))

@@ -1,81 +1,104 @@
 """How much of MNIST's class information 2-D and 10-D codes keep: AE and VAE against PCA.
 
     python experiments/dimensionality_reduction.py --workdir runs/dimred
+    python experiments/dimensionality_reduction.py --workdir runs/quick --config.num_epochs=1
+    python experiments/dimensionality_reduction.py --workdir runs/dimred --no_train
 
-Trains (or reuses) four MLP 784-400-z models of configs/mnist_vae.py (AE and VAE, z = 2 and
-10; `--epochs`, default 10) into WORKDIR/{ae,vae}_z{2,10}, exports their latent means
-(`vae_jax.encode`: WORKDIR/*/latents_{train,test}.npy with labels), and fits PCA of the
-pixels at the same dimensions. On each code it trains a logistic regression and a 5-NN
-classifier on the train split (standardised codes) and reports test accuracy. Writes into
-OUT (default WORKDIR/figures): dimensionality_reduction.{md,csv} and codes_2d.png.
+Unless --no_train, trains the sweep of configs/mnist_dimred.py through the launcher (finished
+members are skipped): four MLP 784-400-z models of configs/mnist_vae.py (AE and VAE, z = 2
+and 10, 10 epochs) into WORKDIR/{ae,vae}_z{2,10}; `--config.KEY=VALUE` arguments go to the
+launcher. Then exports the latent means of every finished member (`vae_jax.tools.encode`:
+WORKDIR/*/latents_{train,test}.npy with labels) and fits PCA of the pixels at the same
+dimensions. On each code it trains a logistic regression and a 5-NN classifier on the train
+split (standardised codes) and reports test accuracy. Writes into OUT (default
+WORKDIR/figures): dimensionality_reduction.{md,csv} and codes_2d.png.
 """
 
 from __future__ import annotations
 
-import _common  # pylint: disable=import-error
-import _inline  # pylint: disable=import-error
+import sys
 
-DIMS = (2, 10)
+import _common  # pylint: disable=import-error
+
+CONFIG = "configs/mnist_dimred.py"
 KINDS = ("ae", "vae")
 
 
 def main():
-  p = _common.parser(__doc__.splitlines()[0], "runs/dimred")
-  p.add_argument("--epochs", type=int, default=10, help="training epochs of each model")
-  args = _common.parse(p)
+  args = _common.parse(_common.parser(__doc__.splitlines()[0], "runs/dimred"))
+  if not args.no_train:
+    _common.launch(CONFIG, args.workdir, args.overrides, args.member)
 
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  from configs import mnist_vae  # pylint: disable=g-import-not-at-top
-  from vae_jax import data as data_lib, encode, probe  # pylint: disable=g-import-not-at-top
-  from vae_jax.plots import plt  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top  (after training: keep it fast)
+  from vae_jax.analysis import probes  # pylint: disable=g-import-not-at-top
+  from vae_jax.figures.grids import plt  # pylint: disable=g-import-not-at-top
+  from vae_jax.tools import encode  # pylint: disable=g-import-not-at-top
 
-  base = _inline.apply_overrides(mnist_vae.get_config(), args.overrides)
-  base.num_epochs = args.epochs
-  ds = data_lib.load(base.data)
+  runs = {}
+  for path, config in _common.finished_runs(args.workdir):
+    if config.model.name not in KINDS:
+      print(f"skipped {path}: not an AE or VAE", file=sys.stderr)
+      continue
+    runs[config.model.name, int(config.model.latent_dim)] = (path, config)
+  if not runs:
+    _common.fail(f"{args.workdir} holds no finished AE or VAE")
+  dims = sorted({d for _, d in runs})
+  first_wd, first = next(iter(runs.values()))
+  data_cache = {}
+  ds = _common.load_data(first.data, data_cache)
   x_train, y_train = encode.split_images(ds, "train")
   x_test, y_test = encode.split_images(ds, "test")
   codes = {}
-  for kind in KINDS:
-    for dim in DIMS:
-      config = base.copy_and_resolve_references()
-      config.model.name, config.model.latent_dim = kind, dim
-      wd = _common.pathlib.Path(args.workdir) / f"{kind}_z{dim}"
-      if args.no_train and not (wd / "results.json").exists():
-        _common.fail(f"{wd} holds no finished run; run without --no_train")
-      model = _inline.train_or_reuse(config, wd, ds)
-      encode.export_latents(wd, "both", dataset=ds, model=model)
-      codes[kind.upper(), dim] = (np.load(wd / "latents_train.npy"),
-                                  np.load(wd / "latents_test.npy"))
-  for dim in DIMS:
-    mean, comps = probe.pca_fit(x_train / 255.0, dim)
-    codes["PCA", dim] = (probe.pca_transform(x_train / 255.0, mean, comps),
-                         probe.pca_transform(x_test / 255.0, mean, comps))
+  for (kind, dim), (wd, config) in sorted(runs.items()):
+    if _common.load_data(config.data, data_cache) is not ds:
+      _common.fail(f"{wd} was trained on other data than {first_wd}; the codes would not "
+                   "compare")
+    model = _common.load_model(wd, ds)
+    encode.export_latents(wd, "both", dataset=ds, model=model)
+    codes[kind.upper(), dim] = (np.load(wd / "latents_train.npy"),
+                                np.load(wd / "latents_test.npy"))
+  for dim in dims:
+    mean, comps, _ = probes.pca(x_train / 255.0, dim)
+    codes["PCA", dim] = (probes.pca_transform(x_train / 255.0, mean, comps),
+                         probes.pca_transform(x_test / 255.0, mean, comps))
 
   rows = []
-  for dim in DIMS:
+  for dim in dims:
     for method in ("PCA", "AE", "VAE"):
+      if (method, dim) not in codes:
+        print(f"z={dim:<3} {method:<4} skipped: no finished {method.lower()}_z{dim}",
+              file=sys.stderr)
+        continue
       z_tr, z_te = codes[method, dim]
-      rows.append([dim, method, probe.logistic_accuracy(z_tr, y_train, z_te, y_test),
-                   probe.knn_accuracy(z_tr, y_train, z_te, y_test, k=5)])
+      rows.append([dim, method, probes.logistic_accuracy(z_tr, y_train, z_te, y_test),
+                   probes.knn_accuracy(z_tr, y_train, z_te, y_test, k=5)])
       print(f"z={dim:<3} {method:<4} logistic {rows[-1][2]:.4f}  5-NN {rows[-1][3]:.4f}",
             flush=True)
-  pixels = probe.logistic_accuracy(x_train.reshape(len(x_train), -1) / 255.0, y_train,
-                                   x_test.reshape(len(x_test), -1) / 255.0, y_test)
+  pixels = probes.logistic_accuracy(x_train.reshape(len(x_train), -1) / 255.0, y_train,
+                                    x_test.reshape(len(x_test), -1) / 255.0, y_test)
   rows.append([784, "pixels", pixels, "-"])
+  m = first.model
   notes = (f"{ds.name} ({ds.binarization} binarisation); AE/VAE: MLP "
-           f"{'-'.join(map(str, (x_train[0].size, *base.model.hidden_sizes)))}-z, "
-           f"{base.model.likelihood} decoder, {args.epochs} epochs; codes = latent means, "
-           f"standardised; classifiers fitted on the {len(y_train):,} train codes, accuracy on "
-           f"the {len(y_test):,} test codes. Logistic regression: 500 full-batch Adam steps "
-           "(lr 0.1, L2 1e-4). 5-NN: Euclidean, majority vote; PCA of the same pixels.")
+           f"{'-'.join(map(str, (x_train[0].size, *m.hidden_sizes)))}-z, "
+           f"{m.likelihood} decoder, {_common.epochs_of(c for _, c in runs.values())}; codes = "
+           f"latent means, standardised; classifiers fitted on the {len(y_train):,} train codes, "
+           f"accuracy on the {len(y_test):,} test codes. Logistic regression: 500 full-batch "
+           "Adam steps (lr 0.1, L2 1e-4). 5-NN: Euclidean, majority vote; PCA of the same pixels.")
   args.out.mkdir(parents=True, exist_ok=True)
-  paths = _inline.write_table(args.out, "dimensionality_reduction",
+  paths = _common.write_table(args.out, "dimensionality_reduction",
                               ["latent dim", "method", "logistic acc.", "5-NN acc."], rows,
                               "Dimensionality reduction: test accuracy of classifiers on codes",
                               notes)
+  if 2 not in dims:
+    print("codes_2d.png skipped: no finished run with a 2-D code", file=sys.stderr)
+    for path in paths:
+      print(path)
+    return
 
-  fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
-  for ax, method in zip(axes, ("PCA", "AE", "VAE")):
+  methods = [k for k in ("PCA", "AE", "VAE") if (k, 2) in codes]
+  fig, axes = plt.subplots(1, len(methods), figsize=(5 * len(methods), 4.6))
+  axes = np.atleast_1d(axes)
+  for ax, method in zip(axes, methods):
     z = codes[method, 2][1]
     for d in range(10):
       sel = y_test == d

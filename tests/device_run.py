@@ -1,19 +1,16 @@
 """Helper for test_sharding: trains the tiny config on fake data on however many CPU devices
 XLA_FLAGS gives this process and saves the final parameters and test metrics to an .npz.
 
-    python tests/device_run.py OUT.npz WORKDIR [NUM_MEMBERS]
+    python -m tests.device_run OUT.npz WORKDIR [NUM_MEMBERS]     (from the repository root)
 """
 
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import numpy as np
 
-import jax  # pylint: disable=g-import-not-at-top
-import numpy as np  # pylint: disable=g-import-not-at-top
-
-from tests.conftest import fake_dataset, tiny_config  # pylint: disable=g-import-not-at-top
-from vae_jax import train  # pylint: disable=g-import-not-at-top
+from tests.helpers import fake_dataset, final_params, tiny_config
+from vae_jax import train
 
 
 def main(out, workdir, num_members=1):
@@ -22,7 +19,6 @@ def main(out, workdir, num_members=1):
   results = train.train_group(configs, [f"{workdir}/m{m}" for m in range(num_members)], dataset=ds)
   arrays = {"devices": np.array(jax.device_count())}
   for m, (c, r) in enumerate(zip(configs, results)):
-    from tests.test_train import final_params  # pylint: disable=g-import-not-at-top
     for i, leaf in enumerate(final_params(c, f"{workdir}/m{m}", ds)):
       arrays[f"m{m}_p{i}"] = leaf
     for k in ("test/neg_elbo", "test/rec", "test/kl", "train/loss"):

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from tests.conftest import fake_dataset, tiny_config
-from vae_jax import anomaly, data as data_lib, likelihoods, objectives, train, workdir
+from tests.helpers import fake_dataset, tiny_config
+from vae_jax import data as data_lib, decoder_likelihoods, objectives, train, workdir
+from vae_jax.analysis import anomaly
 
 
 def brute_force_auroc(scores, labels):
@@ -53,6 +54,7 @@ def trained(tmp_path_factory):
   return ds, models
 
 
+@pytest.mark.slow
 def test_rec_score_is_the_reconstruction_nll(trained):
   ds, models = trained
   x = jnp.asarray(ds.test_images, jnp.float32) / 255.0
@@ -61,7 +63,7 @@ def test_rec_score_is_the_reconstruction_nll(trained):
   np.testing.assert_allclose(anomaly.scores(ae, ds.test_images, "rec", batch=64), want, rtol=1e-5)
   vae = models["vae"]
   mean, _ = vae.encode(x)
-  want = likelihoods.nll(vae.likelihood, vae.decode(mean), vae.log_scale[...], x)
+  want = decoder_likelihoods.nll(vae.likelihood, vae.decode(mean), vae.log_scale[...], x)
   np.testing.assert_allclose(anomaly.scores(vae, ds.test_images, "rec"), want, rtol=1e-5)
   assert anomaly.default_method(ae) == "rec" and anomaly.default_method(vae) == "iwae"
   with pytest.raises(ValueError, match="needs a VAE"):

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from tests.conftest import fake_dataset, tiny_config, write_fake_cache
-from vae_jax import corruption, data as data_lib, objectives, step as step_lib, train, validate
+from tests.helpers import fake_dataset, tiny_config, write_fake_cache
+from vae_jax import data as data_lib, models, objectives, rng, step as step_lib, train, validate
+from vae_jax.data import corruption
 from vae_jax.errors import UserError
-from tests.test_train import final_params
+from tests.helpers import final_params
 
 X = jnp.full((64, 28, 28, 1), 0.5)  # 50,176 pixels at 0.5: rates are measurable to ~0.5%
 
@@ -48,11 +49,12 @@ def test_keys_are_explicit_and_none_is_the_identity():
   assert not np.array_equal(a, corruption.corrupt("mask", X, jax.random.key(4), 0.5))
   assert corruption.corrupt("none", X, jax.random.key(3), 0.5) is X
   # The fast uniform of the training step is the same draw as jax.random.uniform.
-  k = corruption.step_key(jax.random.key(5), 7)
+  k = rng.corruption_key(jax.random.key(5), 7)
   np.testing.assert_array_equal(corruption.draw_noise("mask", k, (4, 28, 28, 1)),
-                                corruption.draw_noise("mask", k, (4, 28, 28, 1), step_lib.uniform))
+                                corruption.draw_noise("mask", k, (4, 28, 28, 1), rng.uniform))
 
 
+@pytest.mark.slow
 def test_training_step_is_the_corrupted_input_against_the_clean_target(tmp_path):
   """One plain SGD step of a denoising AE equals params - lr * grad of loss_fn(model, x
   corrupted, x clean), with the noise recomputed from the documented keys; the logged loss
@@ -66,13 +68,13 @@ def test_training_step_is_the_corrupted_input_against_the_clean_target(tmp_path)
   logged = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])["train/loss"]
   trained = final_params(config, tmp_path, ds)
 
-  graphdef, params, rest = train.init_member(config, ds.image_shape)
+  graphdef, params, rest = models.init_params(config, ds.image_shape)
   seeds = jnp.array([config.seed], jnp.uint32)
-  shuffle_key = step_lib.member_keys(seeds, step_lib.KEY_SHUFFLE)[0]
-  train_key = step_lib.member_keys(seeds, step_lib.KEY_TRAIN)[0]
+  shuffle_key = rng.member_keys(seeds, rng.KEY_SHUFFLE)[0]
+  train_key = rng.member_keys(seeds, rng.KEY_TRAIN)[0]
   perm = jax.random.permutation(jax.random.fold_in(shuffle_key, 0), n)
   x = jnp.asarray(ds.train_images, jnp.float32)[perm] / 255.0
-  x_in = corruption.corrupt("salt_and_pepper", x, corruption.step_key(train_key, 0), 0.5)
+  x_in = corruption.corrupt("salt_and_pepper", x, rng.corruption_key(train_key, 0), 0.5)
   hp = {"beta": 1.0, "kl_warmup_steps": 0, "free_bits": 0.0}
   eps = jnp.zeros((n, config.model.latent_dim))  # an AE ignores it
 
@@ -91,6 +93,7 @@ def test_training_step_is_the_corrupted_input_against_the_clean_target(tmp_path)
     assert max(np.abs(o - w).max() for o, w in zip(other, expected)) > 1e-3
 
 
+@pytest.mark.slow
 def test_corruption_has_its_own_stream(tmp_path):
   """A corruption that changes nothing (mask with rate 0) trains bit for bit like "none": the
   binarisation, shuffling and reparameterisation noise are untouched by the extra stream."""

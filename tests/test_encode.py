@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from tests.conftest import ROOT, fake_dataset, tiny_config
-from vae_jax import denoise, encode, inference, probe, train, workdir
+from tests.helpers import ROOT, fake_dataset, tiny_config
+from vae_jax import latents, train, workdir
+from vae_jax.analysis import probes
+from vae_jax.tools import denoise, encode
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["vae", "ae"])
 def test_export_latents_are_the_encoder_means_with_aligned_labels(tmp_path, kind):
   ds = fake_dataset(n_train=64, n_test=24)  # dynamic binarisation
@@ -32,11 +35,12 @@ def test_export_latents_are_the_encoder_means_with_aligned_labels(tmp_path, kind
   np.testing.assert_array_equal(np.load(tmp_path / "labels_train.npy"), ds.train_labels)
   images, _ = encode.split_images(ds, "train")
   assert set(np.unique(images)) <= {0, 255}
-  np.testing.assert_allclose(z_train, inference.encode_means(model, images), rtol=1e-6)
+  np.testing.assert_allclose(z_train, latents.encode_means(model, images), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_commands_fail_with_one_line_and_exit_2(tmp_path):
-  for module, extra in (("vae_jax.encode", ["--split", "test"]), ("vae_jax.denoise", [])):
+  for module, extra in (("vae_jax.tools.encode", ["--split", "test"]), ("vae_jax.tools.denoise", [])):
     out = subprocess.run([sys.executable, "-m", module, "--workdir", str(tmp_path / "nope"),
                           *extra], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 2, (module, out.stderr)
@@ -49,21 +53,21 @@ def test_probes_on_separable_and_on_random_labels():
   y = rng.integers(0, 4, 2000)
   z = centres[y] + rng.normal(0, 0.5, (2000, 3))
   tr, te = slice(0, 1500), slice(1500, None)
-  assert probe.logistic_accuracy(z[tr], y[tr], z[te], y[te]) == 1.0
-  assert probe.knn_accuracy(z[tr], y[tr], z[te], y[te], k=5, chunk=128) == 1.0
+  assert probes.logistic_accuracy(z[tr], y[tr], z[te], y[te]) == 1.0
+  assert probes.knn_accuracy(z[tr], y[tr], z[te], y[te], k=5, chunk=128) == 1.0
   noise = rng.normal(size=(2000, 3))
-  assert probe.knn_accuracy(noise[tr], y[tr], noise[te], y[te]) < 0.4  # chance is 0.25
-  assert probe.logistic_accuracy(noise[tr], y[tr], noise[te], y[te]) < 0.4
+  assert probes.knn_accuracy(noise[tr], y[tr], noise[te], y[te]) < 0.4  # chance is 0.25
+  assert probes.logistic_accuracy(noise[tr], y[tr], noise[te], y[te]) < 0.4
 
 
 def test_pca_finds_the_largest_variance_directions():
   rng = np.random.default_rng(1)
   basis = np.linalg.qr(rng.normal(size=(6, 6)))[0]
   x = (rng.normal(size=(5000, 6)) * np.array([5.0, 3.0, 1.0, 0.1, 0.1, 0.1])) @ basis.T + 7.0
-  mean, comps = probe.pca_fit(x, 2)
+  mean, comps, _ = probes.pca(x, 2)
   np.testing.assert_allclose(comps @ comps.T, np.eye(2), atol=1e-10)
   np.testing.assert_allclose(np.abs(comps @ basis[:, :2]), np.eye(2), atol=0.02)
-  proj = probe.pca_transform(x, mean, comps)
+  proj = probes.pca_transform(x, mean, comps)
   assert proj.shape == (5000, 2)
   np.testing.assert_allclose(proj.std(0), [5.0, 3.0], rtol=0.05)
 
@@ -83,7 +87,7 @@ class _Identity(nnx.Module):
 def test_denoise_metrics_compare_against_the_clean_images():
   import jax  # pylint: disable=g-import-not-at-top
   clean = fake_dataset(n_test=50, binarization="none").test_images
-  m, images = denoise.evaluate(_Identity(), clean, "salt_and_pepper", 0.2, jax.random.key(0))
+  m, images = denoise.denoising_metrics(_Identity(), clean, "salt_and_pepper", 0.2, jax.random.key(0))
   x = clean / 255.0
   want = np.mean(np.square(images["noisy"] - x).reshape(50, -1), 1)
   assert m["mse_input"] == pytest.approx(want.mean(), rel=1e-5) and m["mse_input"] > 0.01
@@ -93,6 +97,7 @@ def test_denoise_metrics_compare_against_the_clean_images():
   np.testing.assert_allclose(images["clean"], x)
 
 
+@pytest.mark.slow
 def test_denoise_workdir_writes_results_and_figure(tmp_path):
   ds = fake_dataset(n_train=512, n_test=64, binarization="none")
   config = tiny_config(num_epochs=10, learning_rate=1e-2, **{
@@ -125,4 +130,4 @@ def test_knn_matches_a_brute_force_vote():
       counts[near[0]] += 0.5  # an even split goes to the nearest neighbour's class
       expected.append(np.argmax(counts))
     want = float(np.mean(np.array(expected) == y_te))
-    assert probe.knn_accuracy(z_tr, y_tr, z_te, y_te, k=k, chunk=32) == pytest.approx(want)
+    assert probes.knn_accuracy(z_tr, y_tr, z_te, y_te, k=k, chunk=32) == pytest.approx(want)

@@ -3,17 +3,18 @@
 import json
 import subprocess
 import sys
-import types
 
 import numpy as np
 import pytest
 from flax import nnx
 
-from tests.conftest import ROOT, fake_dataset, tiny_config
-from vae_jax import evaluate, inference, runinfo, train, validate, workdir
+from tests.helpers import ROOT, fake_dataset, tiny_config
+from vae_jax import finish, latents, models, train, validate, workdir
+from vae_jax.tools import nll
 from vae_jax.errors import UserError
 
 
+@pytest.mark.slow
 def test_train_end_nll_matches_the_command_on_the_restored_model(tmp_path):
   ds = fake_dataset()
   res = train.train_group([tiny_config(eval_nll_k=16)], [tmp_path], dataset=ds)[0]
@@ -24,13 +25,13 @@ def test_train_end_nll_matches_the_command_on_the_restored_model(tmp_path):
 
   config, model, _ = workdir.load_run(tmp_path, dataset=ds)
   assert config.model.hidden_sizes == (32,) and config.eval_nll_k == 16
-  fresh = nnx.merge(*train.init_member(config, ds.image_shape))
-  assert not np.allclose(inference.encode_means(model, ds.test_images),
-                         inference.encode_means(fresh, ds.test_images))
+  fresh = nnx.merge(*models.init_params(config, ds.image_shape))
+  assert not np.allclose(latents.encode_means(model, ds.test_images),
+                         latents.encode_means(fresh, ds.test_images))
   # The restored model is the trained one: same key, same estimate.
-  again = evaluate.evaluate_workdir(tmp_path, 16, sample_chunk=16, dataset=ds)
+  again = nll.nll_of_workdir(tmp_path, 16, sample_chunk=16, dataset=ds)
   assert again["test/nll"] == pytest.approx(res["test/nll"], rel=1e-6)
-  more = evaluate.evaluate_workdir(tmp_path, 64, sample_chunk=16, dataset=ds)
+  more = nll.nll_of_workdir(tmp_path, 64, sample_chunk=16, dataset=ds)
   saved = json.loads((tmp_path / "results.json").read_text())
   assert saved["test/nll_k"] == 64 and saved["test/nll"] == more["test/nll"]
   assert saved["test/neg_elbo"] == res["test/neg_elbo"]  # other entries kept
@@ -38,19 +39,18 @@ def test_train_end_nll_matches_the_command_on_the_restored_model(tmp_path):
 
 def _fake_workdir(path, config, finished=True):
   path.mkdir(parents=True, exist_ok=True)
-  runinfo.write_json(path / "config.json", runinfo.run_info(config))
+  workdir.write_json(path / "config.json", workdir.run_info(config))
   if finished:
-    runinfo.write_json(path / "results.json", {"epochs": config.num_epochs})
+    workdir.write_json(path / "results.json", {"epochs": config.num_epochs})
   return path
 
 
 def test_ae_gets_no_nll(tmp_path, capsys):
   config = tiny_config(eval_nll_k=8, **{"model.name": "ae"})
-  member = types.SimpleNamespace(config=config, failed=None, workdir=tmp_path)
-  assert train._test_nll(member, None, None) == {}  # pylint: disable=protected-access
+  assert finish._test_nll(config, tmp_path, None, None) == {}  # pylint: disable=protected-access
   assert "no likelihood" in capsys.readouterr().out
   with pytest.raises(UserError, match="AE"):
-    evaluate.evaluate_workdir(_fake_workdir(tmp_path / "ae", config), 8)
+    nll.nll_of_workdir(_fake_workdir(tmp_path / "ae", config), 8)
 
 
 def test_unfinished_or_missing_runs_are_refused(tmp_path):
@@ -62,11 +62,11 @@ def test_unfinished_or_missing_runs_are_refused(tmp_path):
   with pytest.raises(UserError, match="holds no run"):
     workdir.load_run(tmp_path)
   with pytest.raises(UserError, match="k=0"):
-    evaluate.evaluate_workdir(unfinished, 0)
+    nll.nll_of_workdir(unfinished, 0)
   with pytest.raises(UserError, match="unfinished run .* --epoch N"):
-    evaluate.evaluate_workdir(unfinished, 4)
+    nll.nll_of_workdir(unfinished, 4)
   with pytest.raises(UserError, match="no checkpoints"):
-    evaluate.evaluate_workdir(unfinished, 4, epoch=3)
+    nll.nll_of_workdir(unfinished, 4, epoch=3)
 
 
 def test_a_checkpoint_of_an_unfinished_run_is_estimated_and_nothing_written(tmp_path):
@@ -75,13 +75,13 @@ def test_a_checkpoint_of_an_unfinished_run_is_estimated_and_nothing_written(tmp_
   ds = fake_dataset()
   res = train.train_group([tiny_config(num_epochs=2, eval_nll_k=16)], [tmp_path], dataset=ds)[0]
   (tmp_path / "results.json").unlink()  # as while the run trains
-  got = evaluate.evaluate_workdir(tmp_path, 16, epoch=2, dataset=ds)
+  got = nll.nll_of_workdir(tmp_path, 16, epoch=2, dataset=ds)
   assert got["test/nll"] == pytest.approx(res["test/nll"], rel=1e-6)
   assert not (tmp_path / "results.json").exists()
   with pytest.raises(UserError, match=r"--epoch N .*kept: \[1, 2\]"):
-    evaluate.evaluate_workdir(tmp_path, 16, dataset=ds)
+    nll.nll_of_workdir(tmp_path, 16, dataset=ds)
   with pytest.raises(UserError, match="no checkpoint of epoch 7"):
-    evaluate.evaluate_workdir(tmp_path, 16, epoch=7, dataset=ds)
+    nll.nll_of_workdir(tmp_path, 16, epoch=7, dataset=ds)
 
 
 def test_eval_nll_k_is_validated():
@@ -90,8 +90,9 @@ def test_eval_nll_k_is_validated():
   validate.validate(tiny_config(eval_nll_k=0))
 
 
+@pytest.mark.slow
 def test_command_bad_input_is_one_line_and_exit_2(tmp_path):
-  out = subprocess.run([sys.executable, "-m", "vae_jax.evaluate", "--workdir", str(tmp_path / "x"),
+  out = subprocess.run([sys.executable, "-m", "vae_jax.tools.nll", "--workdir", str(tmp_path / "x"),
                         "--k", "10"], cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert out.returncode == 2
   assert out.stderr.strip().count("\n") == 0 and "does not exist" in out.stderr

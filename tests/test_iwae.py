@@ -15,8 +15,9 @@ import pytest
 from flax import nnx
 from jax.scipy import stats
 
-from tests.conftest import ROOT, fake_dataset, tiny_config, write_fake_cache
-from vae_jax import evaluate, launcher, likelihood as L, models, objectives, optim, sweeps, train, validate
+from tests.helpers import ROOT, fake_dataset, tiny_config, write_fake_cache
+from vae_jax import launcher, marginal_likelihood as L, models, objectives, optim, rng, sweeps, train, validate
+from vae_jax.tools import nll
 from vae_jax.errors import UserError
 
 Z1, Z2 = 3, 2
@@ -67,6 +68,7 @@ def _reference_log_weight(model, x, eps_BxE):
 # Objectives --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layers", [1, 2])
 def test_iwae_with_one_sample_is_the_elbo_exactly(layers):
   model, x = _model(layers), _x()
@@ -85,6 +87,7 @@ def test_iwae_with_one_sample_is_the_elbo_exactly(layers):
     np.testing.assert_allclose(jnp.mean(terms[0] + terms[1] - terms[2]), jnp.mean(lw), rtol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layers", [1, 2])
 def test_k_sample_elbo_is_the_mean_of_one_sample_elbos(layers):
   """Deterministic: the k-sample ELBO on eps (k, B, E) is the mean of the k one-sample ELBOs on
@@ -116,6 +119,7 @@ def test_k_sample_elbo_has_the_expectation_of_the_one_sample_elbo():
   assert np.var(five) < np.var(one)  # ... with less variance
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layers", [1, 2])
 def test_iwae_bound_rises_with_k(layers):
   model, x = _model(layers, seed=1), _x()
@@ -141,6 +145,7 @@ def test_beta_weights_the_latent_part_of_each_log_weight():
   np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_conv_model_takes_k_samples():
   model = models.AutoEncoder(kind="vae", architecture="conv", image_shape=(8, 8, 1), latent_dim=Z1,
                              hidden_sizes=(8,), activation="relu", likelihood="bernoulli",
@@ -212,6 +217,7 @@ def test_two_layer_kl_matches_the_joint_gaussian_kl():
   assert abs(float(m["kl"]) - exact.mean()) < 4 * float(jnp.std(kl_mc)) / math.sqrt(2000 * 3)
 
 
+@pytest.mark.slow
 def test_two_layer_log_weights_are_the_joint_densities():
   model, x = _model(2), _x()
   eps = _eps(6, 4, len(x), model.noise_dim)
@@ -220,12 +226,13 @@ def test_two_layer_log_weights_are_the_joint_densities():
   np.testing.assert_allclose(terms[0] + terms[1] - terms[2], want, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_evaluator_on_two_layers_uses_the_same_log_weights_and_rises_with_k():
   model, x = _model(2, seed=3), np.asarray(_x(8))
   fn, params = L.autoencoder_latents(model)
   key = jax.random.key(7)
   est = L.iwae_log_px(fn, params, x, key, num_samples=1)
-  eps = L.noise(key, jnp.arange(len(x)), jnp.arange(1), model.noise_dim)[0]
+  eps = rng.iwae_noise(key, jnp.arange(len(x)), jnp.arange(1), model.noise_dim)[0]
   np.testing.assert_allclose(est, _reference_log_weight(model, jnp.asarray(x), eps), rtol=1e-5,
                              atol=1e-4)
   means = [np.mean([L.iwae_log_px(fn, params, x, jax.random.key(s), num_samples=k, sample_chunk=10)
@@ -242,6 +249,7 @@ def _metrics(workdir):
   return [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_two_layer_vae_trains_and_is_evaluated(tmp_path):
   ds = fake_dataset(n_train=256)
   config = tiny_config(num_epochs=6, learning_rate=1e-2, eval_nll_k=20,
@@ -255,7 +263,7 @@ def test_two_layer_vae_trains_and_is_evaluated(tmp_path):
   # test/nll (k = 20) is a tighter bound than the single-sample test ELBO.
   assert res["test/nll"] < res["test/neg_elbo"] and "test/active_units_top" in res
   assert (tmp_path / "samples.png").stat().st_size > 0  # ancestral samples through p(z1|z2)
-  out = evaluate.evaluate_workdir(tmp_path, 50, dataset=ds)  # python -m vae_jax.evaluate
+  out = nll.nll_of_workdir(tmp_path, 50, dataset=ds)  # python -m vae_jax.evaluate
   assert out["test/nll"] <= res["test/nll"] + 0.5
 
 
@@ -308,7 +316,7 @@ def test_iwae_member_runs_from_the_launcher(tmp_path):
   evals = [r for r in rows if "test/neg_elbo" in r]
   assert evals and all(np.isfinite(r["test/neg_iwae"]) for r in evals)
   assert res["test/neg_iwae"] == evals[-1]["test/neg_iwae"]
-  k5 = evaluate.evaluate_workdir(wd, 5)["test/nll"]
+  k5 = nll.nll_of_workdir(wd, 5)["test/nll"]
   np.testing.assert_allclose(res["test/neg_iwae"], k5, rtol=1e-5)
   assert not (tmp_path / "s" / "vae_k1").exists()
   # The summary names the member; no latent-size figure for a sweep that is not about it.
@@ -340,7 +348,7 @@ def test_iwae_with_k1_trains_bit_for_bit_like_the_elbo(tmp_path):
   iwae = tiny_config(num_epochs=1, objective="iwae")
   ra = train.train_group([base], [tmp_path / "a"], dataset=ds)[0]
   rb = train.train_group([iwae], [tmp_path / "b"], dataset=ds)[0]
-  from tests.test_train import final_params  # pylint: disable=g-import-not-at-top
+  from tests.helpers import final_params  # pylint: disable=g-import-not-at-top
   for pa, pb in zip(final_params(base, tmp_path / "a", ds), final_params(iwae, tmp_path / "b", ds)):
     np.testing.assert_array_equal(pa, pb)
   for k in ("train/loss", "test/neg_elbo"):
@@ -349,10 +357,9 @@ def test_iwae_with_k1_trains_bit_for_bit_like_the_elbo(tmp_path):
 
 _SHARDED_RUN = '''
 import sys
-sys.path.insert(0, {root!r})
 import jax, numpy as np
-from tests.conftest import fake_dataset, tiny_config
-from tests.test_train import final_params
+from tests.helpers import fake_dataset, tiny_config
+from tests.helpers import final_params
 from vae_jax import train
 ds = fake_dataset()
 cs = [tiny_config(num_epochs=1, objective="iwae", num_importance_samples=3, beta=b) for b in (1.0, 2.0)]
@@ -362,11 +369,12 @@ np.savez(sys.argv[1], devices=jax.device_count(), neg_iwae=[r["test/neg_iwae"] f
 '''
 
 
+@pytest.mark.slow
 def test_k_samples_shard_over_devices_like_one_device(tmp_path):
   """(M, k, B, Z) noise is drawn for the global batch and sharded on its batch axis: two fake
   devices train a two-member IWAE group to the parameters one device reaches, and find the
   same test bound at k = 3 (its noise is keyed by global image index, not by device)."""
-  script = _SHARDED_RUN.format(root=str(ROOT))
+  script = _SHARDED_RUN.format()
   got = {}
   for n in (1, 2):
     out = tmp_path / f"d{n}.npz"

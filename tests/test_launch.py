@@ -10,7 +10,7 @@ import sys
 import pytest
 from ml_collections import config_dict
 
-from tests.conftest import ROOT, launch, tiny_config
+from tests.helpers import ROOT, launch, tiny_config
 from tests.wandb_records import history_keys
 from vae_jax import validate
 from vae_jax.errors import UserError
@@ -19,6 +19,7 @@ CONTRACT = ("config.json", "metrics.jsonl", "results.json", "checkpoints", "wand
             "reconstructions.png", "samples.png")
 
 
+@pytest.mark.slow
 def test_end_to_end_on_real_mnist(tmp_path, mnist_env):
   wd = tmp_path / "vae"
   # One epoch (468 steps) of the core config on real, dynamically binarised MNIST.
@@ -73,6 +74,7 @@ def _assert_clean_failure(proc, *needles):
     assert n in lines[0], (n, lines[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override,needles", [
     ("--config.model.name=vea", ("model.name", "'vae'")),
     ("--config.model.likelihood=poisson", ("model.likelihood", "bernoulli")),
@@ -90,6 +92,7 @@ def test_bad_config_values_fail_cleanly_before_creating_the_workdir(tmp_path, ov
   assert not wd.exists()
 
 
+@pytest.mark.slow
 def test_batch_size_must_divide_over_devices(tmp_path):
   wd = tmp_path / "run"
   proc = launch(["--config", "configs/mnist_vae.py", "--workdir", str(wd), "--config.batch_size=126"],
@@ -98,6 +101,7 @@ def test_batch_size_must_divide_over_devices(tmp_path):
   assert not wd.exists()
 
 
+@pytest.mark.slow
 def test_missing_config_file_and_unknown_dataset(tmp_path):
   _assert_clean_failure(launch(["--config", "configs/does_not_exist.py"]), "does_not_exist.py")
   wd = tmp_path / "run"
@@ -107,6 +111,7 @@ def test_missing_config_file_and_unknown_dataset(tmp_path):
   assert not wd.exists()
 
 
+@pytest.mark.slow
 def test_missing_truncated_and_corrupt_data_files_name_the_file(tmp_path, mnist_env):
   raw = tmp_path / "raw"
   shutil.copytree(os.path.join(mnist_env["VAE_JAX_MANUAL_DIR"], "mnist"), raw)

@@ -9,8 +9,8 @@ import pytest
 from flax import nnx
 from jax.scipy import stats
 
-from vae_jax import likelihood as L
-from vae_jax import likelihoods, models, objectives
+from vae_jax import marginal_likelihood as L
+from vae_jax import decoder_likelihoods, models, objectives, rng
 
 D, Z = 5, 3
 
@@ -126,10 +126,10 @@ def test_k1_estimate_is_the_elbo_with_the_same_noise():
 
   @nnx.jit
   def elbo(model, x):  # single-sample ELBO from the training code's pieces, same eps
-    eps = L.noise(key, jnp.arange(len(x)), jnp.arange(1), Z)[0]
+    eps = rng.iwae_noise(key, jnp.arange(len(x)), jnp.arange(1), Z)[0]
     mean, logvar = model.encode(x)
     z = objectives.reparameterize(mean, logvar, eps)
-    rec = likelihoods.nll("bernoulli", model.decode(z), model.log_scale[...], x)
+    rec = decoder_likelihoods.nll("bernoulli", model.decode(z), model.log_scale[...], x)
     log_q = jnp.sum(stats.norm.logpdf(z, mean, jnp.exp(0.5 * logvar)), -1)
     return -rec - (log_q - jnp.sum(stats.norm.logpdf(z), -1))
 
@@ -145,7 +145,7 @@ def test_mean_log_weight_is_the_analytic_elbo():
   mean, logvar = lm.encode(x)
   eps = jax.random.normal(jax.random.key(0), (20000, len(x), Z))
   lw = lm.log_weights(x, (mean, logvar), eps)
-  log_lik = -jax.vmap(lambda e: likelihoods.nll(
+  log_lik = -jax.vmap(lambda e: decoder_likelihoods.nll(
       "bernoulli", model.decode(objectives.reparameterize(mean, logvar, e)), 0.0, x))(eps)
   kl = jnp.sum(objectives.gaussian_kl(mean, logvar), -1)
   diff = lw - (log_lik - kl)  # = log p(z) - log q(z|x) + KL: mean zero

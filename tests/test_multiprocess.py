@@ -8,8 +8,9 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
-from tests.conftest import ROOT, TINY_CONFIG_FILE, write_fake_cache
+from tests.helpers import ROOT, TINY_CONFIG_FILE, write_fake_cache
 
 
 def _free_port() -> int:
@@ -18,6 +19,7 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process_with_two_devices(tmp_path):
   cache = write_fake_cache(tmp_path / "cache")
   cfg = tmp_path / "cfg.py"

@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 from jax.scipy import stats
 
-from vae_jax import likelihoods, models, objectives
+from vae_jax import decoder_likelihoods, models, objectives
 
 
 def test_analytic_kl_matches_monte_carlo():
@@ -44,21 +44,21 @@ def pixels():
 def test_bernoulli_nll_is_the_bernoulli_log_pmf(pixels):
   out, x, _ = pixels
   expected = -stats.bernoulli.logpmf(x, jax.nn.sigmoid(out)).reshape(3, -1).sum(-1)
-  np.testing.assert_allclose(likelihoods.nll("bernoulli", out, 0.0, x), expected, rtol=1e-5)
+  np.testing.assert_allclose(decoder_likelihoods.nll("bernoulli", out, 0.0, x), expected, rtol=1e-5)
 
 
 @pytest.mark.parametrize("log_scale", [-2.0, 0.0, 0.7])
 def test_gaussian_nll_is_the_normal_log_density(pixels, log_scale):
   out, _, x = pixels
   expected = -stats.norm.logpdf(x, jax.nn.sigmoid(out), jnp.exp(log_scale)).reshape(3, -1).sum(-1)
-  np.testing.assert_allclose(likelihoods.nll("gaussian", out, log_scale, x), expected, rtol=1e-5)
+  np.testing.assert_allclose(decoder_likelihoods.nll("gaussian", out, log_scale, x), expected, rtol=1e-5)
 
 
 @pytest.mark.parametrize("log_scale", [-2.0, 0.5])
 def test_laplace_nll_is_the_laplace_log_density(pixels, log_scale):
   out, _, x = pixels
   expected = -stats.laplace.logpdf(x, jax.nn.sigmoid(out), jnp.exp(log_scale)).reshape(3, -1).sum(-1)
-  np.testing.assert_allclose(likelihoods.nll("laplace", out, log_scale, x), expected, rtol=1e-5)
+  np.testing.assert_allclose(decoder_likelihoods.nll("laplace", out, log_scale, x), expected, rtol=1e-5)
 
 
 def _model(kind="vae", likelihood="bernoulli", latent=3):

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from tests.conftest import fake_dataset, tiny_config
-from vae_jax import data as data_lib, models, optim, step as step_lib, train, validate
+from tests.helpers import fake_dataset, tiny_config
+from vae_jax import data as data_lib, models, objectives, optim, step as step_lib, train, validate
 from vae_jax.errors import UserError
 
 
@@ -44,15 +44,15 @@ def test_bfloat16_model_computes_in_bfloat16_and_hands_back_float32(architecture
 def test_bfloat16_epoch_keeps_parameters_and_optimizer_state_float32():
   ds = fake_dataset()
   config = tiny_config(dtype="bfloat16")
-  _, params, rest = train.init_member(config, ds.image_shape)
+  _, params, rest = models.init_params(config, ds.image_shape)
   params_M = jax.tree.map(lambda a: jnp.asarray(a)[None], params)
   tx = optim.direction(config.optimizer)
   opt_M = jax.vmap(tx.init)(params_M)
   epoch = step_lib.build_train_epoch(
-      graphdef=train.compute_graphdef(config, ds.image_shape), rest=rest, tx=tx,
+      graphdef=models.compute_graphdef(config, ds.image_shape), rest=rest, tx=tx,
       mesh=train.make_mesh(), config=config, image_shape=ds.image_shape,
       num_train=len(ds.train_images), num_members=1)
-  hparams = {f: jnp.asarray([float(config[f])], jnp.float32) for f in train.HPARAM_FIELDS}
+  hparams = {f: jnp.asarray([float(config[f])], jnp.float32) for f in objectives.member_hparams(config)}
   args = (params_M, opt_M, jnp.asarray(ds.train_images), hparams, jnp.asarray([0], jnp.uint32),
           jnp.int32(0))
   assert "bf16" in epoch.lower(*args).as_text()  # the step really computes in bfloat16
@@ -69,7 +69,7 @@ def test_bfloat16_epoch_keeps_parameters_and_optimizer_state_float32():
 
 def test_training_uses_the_compute_dtype_and_evaluation_float32(tmp_path, monkeypatch):
   seen = {}
-  for name in ("build_train_epoch", "build_evaluate"):
+  for name in ("build_train_epoch", "build_test_metrics"):
     original = getattr(step_lib, name)
 
     def spy(*args, _name=name, _original=original, **kwargs):
@@ -80,9 +80,9 @@ def test_training_uses_the_compute_dtype_and_evaluation_float32(tmp_path, monkey
   ds = fake_dataset()
   config = tiny_config(dtype="bfloat16", num_epochs=1)
   results = train.train_group([config], [tmp_path], dataset=ds)[0]
-  _, params, rest = train.init_member(config, ds.image_shape)
+  _, params, rest = models.init_params(config, ds.image_shape)
   assert _layer_dtypes(seen["build_train_epoch"], rest, params) == {"bfloat16"}
-  assert _layer_dtypes(seen["build_evaluate"], rest, params) == {"float32"}
+  assert _layer_dtypes(seen["build_test_metrics"], rest, params) == {"float32"}
   assert np.isfinite(results["test/neg_elbo"])
   assert results["memory/max_rss_bytes"] > 0 and results["memory/epoch_program_bytes"] > 0
   assert json.loads((tmp_path / "config.json").read_text())["config"]["dtype"] == "bfloat16"
@@ -96,6 +96,7 @@ def test_unsupported_dtypes_are_refused(bad):
     assert "loss scaling" in str(e.value)
 
 
+@pytest.mark.slow
 def test_bfloat16_matches_float32_on_real_mnist(tmp_path, mnist_env, monkeypatch):
   """The core config (MLP 784-400-20 VAE, Bernoulli, batch 128) for one epoch (468 steps) in
   each dtype, same seed and data stream: the test -ELBO (evaluated in float32) agrees within

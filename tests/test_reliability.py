@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from ml_collections import config_dict
 
-from tests.conftest import ROOT, TINY_CONFIG_FILE, fake_dataset, tiny_config, write_fake_cache
-from tests.test_train import final_params
-from vae_jax import launcher, runinfo, sweeps, train, writers
+from tests.helpers import ROOT, TINY_CONFIG_FILE, fake_dataset, tiny_config, write_fake_cache
+from tests.helpers import final_params
+from vae_jax import launcher, sweeps, train, workdir, writers
 
 SHAPE = (8, 8, 1)
 
@@ -67,6 +67,7 @@ def _kill_at_random_points(args, seed, kills=3):
   assert done.returncode == 0, done.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_kill9_at_random_points_then_relaunch_is_bitwise_identical(kill_setup, tmp_path):
   root, path, module = kill_setup
   wd = tmp_path / "killed"
@@ -81,6 +82,7 @@ def test_kill9_at_random_points_then_relaunch_is_bitwise_identical(kill_setup, t
   assert steps == sorted(set(steps)) and len(steps) == 6  # no duplicated or missing epochs
 
 
+@pytest.mark.slow
 def test_kill9_of_a_vectorised_sweep_then_relaunch_is_bitwise_identical(kill_setup, tmp_path):
   root, path, module = kill_setup
   wd = tmp_path / "sweep"
@@ -93,6 +95,7 @@ def test_kill9_of_a_vectorised_sweep_then_relaunch_is_bitwise_identical(kill_set
   assert (wd / "sweep.csv").read_text() .count("finished") == 3
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_and_the_relaunch_finishes_identically(kill_setup, tmp_path):
   root, path, module = kill_setup
   wd = tmp_path / "term"
@@ -213,7 +216,7 @@ def test_config_fuzz_every_field_fails_with_one_clean_line(tmp_path, capsys, mon
   def must_not_train(config, *args, **kwargs):
     raise AssertionError(f"a bad config passed validation: {config}")
   monkeypatch.setattr(train, "train_and_evaluate", must_not_train)
-  flat = runinfo.flatten(default.get_config().to_dict())
+  flat = workdir.flatten(default.get_config().to_dict())
   rng = random.Random(0)
   checked = set()
   for key, value in flat.items():

@@ -5,20 +5,22 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def _run(tmp_path, devices, members=1):
   out = tmp_path / f"d{devices}_m{members}.npz"
   env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-  proc = subprocess.run([sys.executable, str(ROOT / "tests" / "device_run.py"), str(out),
+  proc = subprocess.run([sys.executable, "-m", "tests.device_run", str(out),
                          str(tmp_path / f"wd{devices}_{members}"), str(members)],
-                        env=env, capture_output=True, text=True, timeout=600)
+                        env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return dict(np.load(out))
 
 
+@pytest.mark.slow
 def test_four_devices_match_one_device(tmp_path):
   one = _run(tmp_path, 1)
   four = _run(tmp_path, 4)

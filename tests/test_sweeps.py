@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import ROOT, TINY_CONFIG_FILE, fake_dataset, launch, tiny_config, write_fake_cache
-from tests.test_train import final_params
-from vae_jax import sweeps, train
+from tests.helpers import ROOT, TINY_CONFIG_FILE, fake_dataset, launch, tiny_config, write_fake_cache
+from tests.helpers import final_params
+from vae_jax import sweeps, train, workdir
 from vae_jax.errors import UserError
 
 
+@pytest.mark.slow
 def test_vectorised_group_equals_members_run_one_by_one(tmp_path):
   ds = fake_dataset()
   configs = [tiny_config(beta=b, learning_rate=lr, seed=s)
@@ -53,7 +54,7 @@ def test_sweep_writes_summary_and_relaunch_trains_only_the_rest(tmp_path):
   assert (wd / "beta=1" / "metrics.jsonl").read_text() == first  # not retrained
   for b in ("0.5", "2"):
     assert (wd / f"beta={b}" / "results.json").exists()
-    assert train.read_results(wd / f"beta={b}")["members_trained_together"] == 2
+    assert workdir.read_results(wd / f"beta={b}")["members_trained_together"] == 2
   with open(wd / "sweep.csv") as f:
     table = list(csv.DictReader(f))
   assert [r["member"] for r in table] == ["beta=0.5", "beta=1", "beta=2"]
@@ -94,6 +95,7 @@ def test_bad_sweep_definitions_fail_before_training(tmp_path, sweep, needle):
   assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.slow
 def test_exported_wandb_sweep_parses_and_its_command_runs_one_member(tmp_path):
   path, module = _tiny_sweep_config(tmp_path)
   out = tmp_path / "sweep.yaml"

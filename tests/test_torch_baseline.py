@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from configs import mnist_vae
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 from vae_jax import models, objectives
 
 torch = pytest.importorskip("torch")

@@ -6,20 +6,11 @@ import jax
 import numpy as np
 import pytest
 
-from tests.conftest import fake_dataset, tiny_config
-from vae_jax import checkpoints, train
+from tests.helpers import fake_dataset, final_params, tiny_config
+from vae_jax import train
 
 
-def final_params(config, workdir, dataset):
-  """The parameters saved in the workdir's latest checkpoint, as numpy leaves."""
-  _, params, _ = train.init_member(config, dataset.image_shape)
-  tx = train.optim.direction(config.optimizer)
-  ckpt = checkpoints.Checkpointer(workdir, 2)
-  p, _ = ckpt.restore(ckpt.latest_epoch(), params, tx.init(params))
-  ckpt.close()
-  return [np.asarray(x) for x in jax.tree.leaves(p)]
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["vae", "ae"])
 def test_a_few_epochs_lower_the_loss(tmp_path, kind):
   ds = fake_dataset(n_train=256)

@@ -15,8 +15,7 @@ import orbax.checkpoint as ocp
 class Checkpointer:
   """Saves and restores {"params", "opt_state"} for one run under DIR/checkpoints."""
 
-  def __init__(self, workdir, keep: int, enabled: bool = True):
-    self.enabled = enabled
+  def __init__(self, workdir, keep: int):
     path = pathlib.Path(workdir).absolute() / "checkpoints"
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True)
     self._mngr = ocp.CheckpointManager(path, options=options)
@@ -39,9 +38,6 @@ class Checkpointer:
                             {"params": params_like, "opt_state": opt_state_like})
     state = self._mngr.restore(epoch, args=ocp.args.StandardRestore(abstract))
     return state["params"], state["opt_state"]
-
-  def wait(self) -> None:
-    self._mngr.wait_until_finished()
 
   def close(self) -> None:
     self._mngr.wait_until_finished()

@@ -33,8 +33,8 @@ def main(*, config, config_path: str, workdir: str | None, allow_config_change: 
   from absl import logging  # pylint: disable=g-import-not-at-top
 
   logging.set_verbosity(logging.WARNING)  # Orbax logs every step of a save at INFO.
-  from vae_jax import platform  # pylint: disable=g-import-not-at-top
-  platform.configure()  # persistent compilation cache: later launches skip compiling
+  from vae_jax import compilation_cache  # pylint: disable=g-import-not-at-top
+  compilation_cache.configure()  # persistent compilation cache: later launches skip compiling
   try:
     if distributed or coordinator_address:
       jax.distributed.initialize(coordinator_address=coordinator_address,

@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from vae_jax import rng
+
 # Compute dtypes a model may run in. float16 is left out on purpose: its 5-bit exponent
 # underflows small gradients unless the loss is scaled, which this library does not do;
 # bfloat16 has float32's exponent range and needs no scaling.
@@ -145,8 +147,10 @@ class ConvDecoder(nnx.Module):
     return h[:, :height, :width]
 
 
+# config.model.architecture -> (encoder, decoder).
 ENCODERS = {"mlp": MLPEncoder, "conv": ConvEncoder}
 DECODERS = {"mlp": MLPDecoder, "conv": ConvDecoder}
+KINDS = {"vae": "Gaussian q(z|x), z = mean + sigma * eps", "ae": "deterministic z = f(x)"}
 
 
 class AutoEncoder(nnx.Module):
@@ -227,3 +231,24 @@ def from_config(model_config, image_shape, rngs: nnx.Rngs, dtype: str = "float32
                      kernel_size=m.kernel_size, stochastic_layers=m.stochastic_layers,
                      top_latent_dim=m.top_latent_dim, top_hidden_sizes=tuple(m.top_hidden_sizes),
                      dtype=dtype, rngs=rngs)
+
+
+def init_params(config, image_shape):
+  """Builds the model of a run from its init key; returns (graphdef, params, rest).
+
+  The graphdef computes in float32: it is the one evaluation, figures and every tool that
+  reads a finished run use, whatever `config.dtype` the run trained in (see
+  `compute_graphdef`).
+  """
+  model = from_config(config.model, image_shape,
+                      nnx.Rngs(params=rng.root_key(config.seed, rng.KEY_INIT)))
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  return graphdef, params.to_pure_dict(), rest
+
+
+def compute_graphdef(config, image_shape):
+  """The graphdef of the training step: the same modules and float32 parameters as
+  `init_params`'s, computing in `config.dtype`. Built abstractly (no initialisation runs)."""
+  abstract = nnx.eval_shape(lambda: from_config(config.model, image_shape, nnx.Rngs(params=0),
+                                                dtype=config.dtype))
+  return nnx.split(abstract, nnx.Param, ...)[0]

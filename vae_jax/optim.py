@@ -11,6 +11,21 @@ import jax
 import optax
 
 
+# config.optimizer.name -> the optax direction it builds (see `direction`).
+OPTIMIZERS = {
+    "adam": "optax.scale_by_adam",
+    "adamw": "optax.scale_by_adam + optax.add_decayed_weights",
+    "sgd": "optax.trace (momentum b1; plain SGD at b1 = 0)",
+}
+# config.lr_schedule -> the multiplier of the peak learning rate (see `schedule`).
+SCHEDULES = {
+    "constant": "1",
+    "cosine": "cosine decay to 0 at the end",
+    "warmup_cosine": "linear warm-up over lr_warmup_epochs, then cosine decay",
+    "iwae_paper": "Burda et al. (2016): 3^i epochs at 10^(-i/7), i = 0..7",
+}
+
+
 def direction(opt_config) -> optax.GradientTransformation:
   """The optax transformation from gradients to an update direction, before the step size."""
   parts = []

@@ -4,16 +4,16 @@ A config module may define `get_sweep()` returning a list of override dicts with
 e.g. `[{"beta": 0.1}, {"beta": 1.0}]` (members named after their overrides, "beta=0.1"), or
 a dict from member names to such dicts, e.g. `{"iwae_k5": {"objective": "iwae", ...}}`, when
 the overrides make poor folder names. `run_sweep` trains every member into
-`DIR/<member name>/`, writes `DIR/sweep.csv` and the sweep's figure. Members that differ only
-in shape-preserving values train together as one vectorised program (`train.train_group`);
-the others run group after group. Finished members are skipped on relaunch.
+`DIR/<member name>/`, writes `DIR/sweep.csv` (`sweep_table.py`) and the sweep's figures
+(`figures/sweeps.py`). Members that differ only in shape-preserving values (the seed, the
+learning rate, their objective's hyperparameters) train together as one vectorised program
+(`train.train_group`); the others run group after group. Finished members are skipped on
+relaunch.
 """
 
 from __future__ import annotations
 
-import csv
 import importlib.util
-import io
 import json
 import os
 import pathlib
@@ -21,11 +21,9 @@ import re
 import tempfile
 from typing import Any, Sequence
 
-from vae_jax import runinfo, validate
+from vae_jax import sweep_table, validate, workdir as workdir_lib
 from vae_jax.errors import UserError
 
-METRICS = ("test/neg_elbo", "test/rec", "test/kl", "test/loss", "test/neg_iwae", "test/nll",
-           "train/loss", "train/neg_iwae", "train/examples_per_s", "train/seconds")
 # A sweep: override dicts (members named after their overrides) or a dict of them by name.
 Sweep = Sequence[dict[str, Any]] | dict[str, dict[str, Any]]
 _MEMBER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]*")  # a folder and W&B run name
@@ -82,7 +80,7 @@ def named_members(sweep: Sweep) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _flat_keys(config) -> dict[str, Any]:
-  return runinfo.flatten(config.to_dict())
+  return workdir_lib.flatten(config.to_dict())
 
 
 def apply_overrides(config, overrides: dict[str, Any]):
@@ -142,40 +140,6 @@ def pinned_overrides(config, sweep, command_line: dict[str, Any]) -> dict[str, A
   return {k: flat[k] for k in swept_keys(sweep) if k in command_line}
 
 
-def _write_csv(path: pathlib.Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
-  buf = io.StringIO()
-  w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
-  w.writeheader()
-  for r in rows:
-    w.writerow({k: r.get(k, "") for k in columns})
-  with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
-    f.write(buf.getvalue())
-  os.replace(f.name, path)
-
-
-def write_summary(workdir: pathlib.Path, members, keys: list[str]) -> list[dict[str, Any]]:
-  """Writes sweep.csv (a row per member) and, with seeds, sweep_seeds.csv; returns the rows."""
-  from vae_jax import train  # pylint: disable=g-import-not-at-top
-
-  rows = []
-  for name, overrides, _ in members:
-    res = train.read_results(workdir / name) or {}
-    failed = res.get("failed") or (workdir / name / "failed.json").exists()
-    row = {"member": name, **overrides,
-           "status": "failed" if failed else ("finished" if res else "missing")}
-    row.update({m: res[m] for m in METRICS if m in res})
-    rows.append(row)
-  columns = ["member", *keys, "status", *[m for m in METRICS if any(m in r for r in rows)]]
-  _write_csv(workdir / "sweep.csv", rows, columns)
-  if any(k == "seed" for _, o, _ in members for k in o):
-    from vae_jax import sweep_figures  # pylint: disable=g-import-not-at-top
-    agg = sweep_figures.group_replicates([r for r in rows if r["status"] == "finished"], METRICS)
-    agg_cols = [k for k in keys if k != "seed"] + ["n"] + [
-        c for m in METRICS for c in (m, f"{m}:std") if any(c in r for r in agg)]
-    _write_csv(workdir / "sweep_seeds.csv", agg, agg_cols)
-  return rows
-
-
 def run_sweep(config, sweep: Sweep, workdir: str | os.PathLike, *,
               sweep_name: str, only: str | None = None, allow_config_change: bool = False,
               num_devices: int = 1, pinned: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -184,6 +148,7 @@ def run_sweep(config, sweep: Sweep, workdir: str | os.PathLike, *,
   `pinned`: swept keys that the command line set (`pinned_overrides`); with `only`, they win
   over that member's own values, so `--member=m --config.key=v` runs m with key = v.
   """
+  import jax  # pylint: disable=g-import-not-at-top
   from vae_jax import data as data_lib, train  # pylint: disable=g-import-not-at-top
 
   workdir = pathlib.Path(workdir)
@@ -203,9 +168,9 @@ def run_sweep(config, sweep: Sweep, workdir: str | os.PathLike, *,
                       + ", ".join(n for n, _, _ in members))
   else:
     chosen = members
-  todo = [m for m in chosen if not m_done(workdir / m[0], m[2])]
+  todo = [m for m in chosen if not workdir_lib.is_finished(workdir / m[0], m[2])]
   for name, _, c in chosen:
-    if m_done(workdir / name, c) and train.jax.process_index() == 0:
+    if workdir_lib.is_finished(workdir / name, c) and jax.process_index() == 0:
       print(f"{workdir / name}: finished, skipped")
 
   groups: dict[str, list] = {}
@@ -227,43 +192,14 @@ def run_sweep(config, sweep: Sweep, workdir: str | os.PathLike, *,
                       allow_config_change=allow_config_change, dataset=datasets[data_key],
                       extra_config=[{"sweep": sweep_name, "sweep_overrides": o} for _, o, _ in group])
 
-  if train.jax.process_index() != 0:
+  if jax.process_index() != 0:
     return []
   workdir.mkdir(parents=True, exist_ok=True)
   keys = swept_keys([o for _, o, _ in members])
-  rows = write_summary(workdir, members, keys)
-  plot_sweep(workdir, rows, keys)
+  rows = sweep_table.write_summary(workdir, members, keys)
+  from vae_jax.figures import sweeps as sweep_figures  # pylint: disable=g-import-not-at-top
+  sweep_figures.sweep_figures(workdir, rows, keys)
   return rows
-
-
-def m_done(workdir: pathlib.Path, config) -> bool:
-  from vae_jax import train  # pylint: disable=g-import-not-at-top
-  res = train.read_results(workdir)
-  return res is not None and res.get("epochs") == config.num_epochs
-
-
-def plot_sweep(workdir: pathlib.Path, rows, keys) -> list[str]:
-  """The sweep's comparison figure(s), chosen by what it sweeps."""
-  from vae_jax import sweep_figures  # pylint: disable=g-import-not-at-top
-  done = [r for r in rows if r.get("status") == "finished"]
-  paths = []
-  if not done:
-    return paths
-  if "beta" in keys:
-    paths.append(sweep_figures.plot_rate_distortion(done, workdir / "rate_distortion.png"))
-  # Latent size against test NLL only when it is what the sweep varies: a sweep that also
-  # changes, say, the objective (configs/iwae_table.py) would mix unlike models in one curve.
-  if "model.latent_dim" in keys and set(keys) <= {"model.latent_dim", "model.name", "seed"}:
-    paths.append(sweep_figures.plot_latent_size(done, workdir / "latent_size.png"))
-  names = {r.get("model.name"): r["member"] for r in done}
-  if keys == ["model.name"] and {"ae", "vae"} <= set(names):
-    from vae_jax import figures, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-    _, ae, ds = workdir_lib.load_run(workdir / names["ae"])
-    _, vae, _ = workdir_lib.load_run(workdir / names["vae"])
-    if ae.latent_dim == vae.latent_dim == 2:
-      paths.append(figures.save_ae_vs_vae(workdir / "ae_vs_vae.png", ae, vae, ds.test_images,
-                                          ds.test_labels))
-  return paths
 
 
 def wandb_sweep_spec(sweep: Sweep, *, config_path: str, workdir: str,

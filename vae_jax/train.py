@@ -1,14 +1,14 @@
-"""Training and evaluation: `train_and_evaluate(config, workdir)` for one run, and
-`train_group(configs, workdirs)` for sweep members that share every array shape.
+"""Training: `train_and_evaluate(config, workdir)` for one run, and `train_group(configs,
+workdirs)` for sweep members that share every array shape (one vmapped program).
 
-Read top to bottom: # Setup, # Resume, # Compile, # Train loop, # Finish.
+Read top to bottom: # Setup, # Resume, # Compile, # Train loop, # Finish. The compiled
+programs are `step.py`'s; what a finished run writes beyond its metrics is `finish.py`'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import pathlib
 import signal
 import threading
@@ -18,16 +18,13 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
-from vae_jax import checkpoints, data as data_lib, inference, models, optim, plots, runinfo, step as step_lib, writers
+from vae_jax import checkpoints, data as data_lib, finish, models, objectives, optim
+from vae_jax import step as step_lib, workdir as workdir_lib, writers
+from vae_jax.data import batches
 from vae_jax.errors import UserError
-
-# Fields in which the members of one vectorised group may differ (they change no shapes).
-VECTORISED_FIELDS = ("seed", "beta", "learning_rate", "kl_warmup_steps", "free_bits")
-HPARAM_FIELDS = ("beta", "learning_rate", "kl_warmup_steps", "free_bits")
 
 
 class DivergenceError(UserError):
@@ -91,43 +88,18 @@ def to_global(x: np.ndarray, sharding: NamedSharding) -> jax.Array:
   return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
 
 
+def _stack(trees, sharding):
+  """Per-member pytrees -> one pytree with a leading member axis, as global arrays."""
+  return jax.tree.map(lambda *a: to_global(np.stack([np.asarray(x) for x in a]), sharding),
+                      *trees)
+
+
 def group_key(config) -> str:
   """Configs with equal keys can train as one vectorised group."""
-  d = runinfo.flatten(json.loads(config.to_json_best_effort()))
-  for f in VECTORISED_FIELDS:
+  d = workdir_lib.flatten(json.loads(config.to_json_best_effort()))
+  for f in objectives.vectorised_fields(config):
     d.pop(f, None)
   return json.dumps({k: v for k, v in d.items() if not k.startswith("wandb.")}, sort_keys=True)
-
-
-def read_results(workdir) -> dict | None:
-  path = pathlib.Path(workdir) / "results.json"
-  if not path.exists():
-    return None
-  try:
-    return json.loads(path.read_text())
-  except ValueError:
-    return None
-
-
-def init_member(config, image_shape):
-  """Builds the model of one member from its init key; returns (graphdef, params, rest).
-
-  The graphdef computes in float32: it is the one evaluation, figures and every tool that
-  reads a finished run use, whatever `config.dtype` the run trained in (see
-  `compute_graphdef`).
-  """
-  init_key = jax.random.split(jax.random.key(config.seed), 4)[step_lib.KEY_INIT]
-  model = models.from_config(config.model, image_shape, nnx.Rngs(params=init_key))
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  return graphdef, params.to_pure_dict(), rest
-
-
-def compute_graphdef(config, image_shape):
-  """The graphdef of the training step: the same modules and float32 parameters as
-  `init_member`'s, computing in `config.dtype`. Built abstractly (no initialisation runs)."""
-  abstract = nnx.eval_shape(lambda: models.from_config(config.model, image_shape,
-                                                       nnx.Rngs(params=0), dtype=config.dtype))
-  return nnx.split(abstract, nnx.Param, ...)[0]
 
 
 def memory_stats(compiled) -> dict:
@@ -156,7 +128,7 @@ def train_and_evaluate(config, workdir, *, allow_config_change: bool = False) ->
 
 
 def train_group(configs: Sequence[Any], workdirs: Sequence[str | pathlib.Path], **kwargs) -> list[dict]:
-  """Trains members that differ only in VECTORISED_FIELDS as one vmapped program.
+  """Trains members that differ only in `objectives.vectorised_fields` as one vmapped program.
 
   Each member writes its own workdir (config.json, metrics.jsonl, checkpoints/, wandb/,
   results.json, PNGs) exactly as if it had been run alone. Keyword arguments: `group_name`,
@@ -174,32 +146,19 @@ def _train_group(configs: Sequence[Any], workdirs: Sequence[str | pathlib.Path],
                  extra_config: Sequence[dict] | None = None) -> list[dict]:
   """`train_group`'s body, honouring the stop requests of `stop`."""
   # Setup ------------------------------------------------------------------------------
-  keys = {group_key(c) for c in configs}
-  if len(keys) != 1:
-    raise ValueError("train_group members must differ only in " + ", ".join(VECTORISED_FIELDS))
+  if len({group_key(c) for c in configs}) != 1:
+    raise ValueError("train_group members must differ only in "
+                     + ", ".join(objectives.vectorised_fields(configs[0])))
   cfg0 = configs[0]
   is_main = jax.process_index() == 0
   members = [_Member(c, pathlib.Path(w)) for c, w in zip(configs, workdirs)]
-
-  done = [read_results(m.workdir) for m in members]
-  if all(r is not None and r.get("epochs") == m.config.num_epochs for r, m in zip(done, members)):
-    for r, m in zip(done, members):
-      if is_main:
-        print(f"{m.workdir}: finished ({m.config.num_epochs} epochs); " + _summary(r))
-    return done
-
-  for m in members:  # refuse to resume a workdir under a different config
-    old = m.workdir / "config.json"
-    if old.exists() and not allow_config_change:
-      diffs = runinfo.config_differences(json.loads(old.read_text())["config"],
-                                         runinfo.resolved_config(m.config))
-      if diffs:
-        raise UserError(f"{m.workdir} holds a run with a different config (fields: "
-                        f"{', '.join(diffs)}); use a new --workdir or pass --allow_config_change")
+  if all(workdir_lib.is_finished(m.workdir, m.config) for m in members):
+    return [finish.report_finished(m.workdir, m.config, is_main) for m in members]
+  for m in members:
+    workdir_lib.check_resumable(m.workdir, m.config, allow_config_change)
 
   ds = dataset if dataset is not None else data_lib.load(cfg0.data)
   mesh = make_mesh()
-  n_dev = mesh.devices.size
   num_train = len(ds.train_images)
   steps_per_epoch = num_train // cfg0.batch_size
   if steps_per_epoch < 1:
@@ -207,17 +166,14 @@ def _train_group(configs: Sequence[Any], workdirs: Sequence[str | pathlib.Path],
                     f"number of training images ({num_train})")
   M = len(members)
   replicated = NamedSharding(mesh, P())
-
-  inits = [init_member(m.config, ds.image_shape) for m in members]
+  inits = [models.init_params(m.config, ds.image_shape) for m in members]
   # Two views of the same float32 parameters: the step computes in config.dtype, evaluation
   # in float32 (honest likelihoods, comparable between runs of either dtype).
   graphdef, _, rest = inits[0]
-  train_graphdef = compute_graphdef(cfg0, ds.image_shape)
-  params = jax.tree.map(lambda *a: np.stack([np.asarray(x) for x in a]), *[i[1] for i in inits])
-  params = jax.tree.map(lambda a: to_global(a, replicated), params)
+  train_graphdef = models.compute_graphdef(cfg0, ds.image_shape)
+  params = _stack([i[1] for i in inits], replicated)
   tx = optim.direction(cfg0.optimizer)
   opt_state = jax.jit(jax.vmap(tx.init), out_shardings=replicated)(params)
-
   for m in members:
     m.workdir.mkdir(parents=True, exist_ok=True)
     m.ckpt = checkpoints.Checkpointer(m.workdir, m.config.keep_checkpoints)
@@ -225,54 +181,88 @@ def _train_group(configs: Sequence[Any], workdirs: Sequence[str | pathlib.Path],
   # Resume -----------------------------------------------------------------------------
   # A group resumes from the newest epoch that every member has saved.
   common = set.intersection(*[set(m.ckpt.all_epochs()) for m in members])
-  start_epoch = max(common) if common else 0
-  start_epoch = min(start_epoch, cfg0.num_epochs)
+  start_epoch = min(max(common) if common else 0, cfg0.num_epochs)
   if start_epoch > 0:
     restored = [m.ckpt.restore(start_epoch, jax.tree.map(lambda a: a[0], params),
                                jax.tree.map(lambda a: a[0], opt_state)) for m in members]
-    params = jax.tree.map(lambda *a: to_global(np.stack([np.asarray(x) for x in a]), replicated),
-                          *[r[0] for r in restored])
-    opt_state = jax.tree.map(lambda *a: to_global(np.stack([np.asarray(x) for x in a]), replicated),
-                             *[r[1] for r in restored])
-
-  prev_seconds = []
-  for i, m in enumerate(members):
-    if is_main:
-      writers.truncate_metrics(m.workdir / "metrics.jsonl", start_epoch * steps_per_epoch)
-      prev_seconds.append(_last_value(m.workdir / "metrics.jsonl", "train/seconds"))
-      runinfo.write_json(m.workdir / "config.json", runinfo.run_info(m.config))
-    wandb_config = {**runinfo.resolved_config(m.config), **(extra_config[i] if extra_config else {})}
-    m.writer = writers.Writer(m.workdir, config=wandb_config,
-                              wandb_config=m.config.wandb, group=group_name, enabled=is_main)
-  train_seconds = max(prev_seconds) if prev_seconds else 0.0
+    params = _stack([r[0] for r in restored], replicated)
+    opt_state = _stack([r[1] for r in restored], replicated)
+  train_seconds = _open_logs(members, start_epoch * steps_per_epoch, group_name, extra_config,
+                             is_main)
 
   # Data on device: the whole training split replicated, the test split sharded.
   train_images = to_global(ds.train_images, replicated)
-  eval_batch = min(cfg0.eval_batch_size, -(-len(ds.test_images) // n_dev))
-  num_padded = -(-len(ds.test_images) // (n_dev * eval_batch)) * n_dev * eval_batch
-  pad = num_padded - len(ds.test_images)
-  test_np = np.concatenate([ds.test_images, np.zeros((pad, *ds.image_shape), np.uint8)])
+  test_np, mask_np, eval_batch = batches.pad_test_split(ds.test_images, mesh.devices.size,
+                                                        cfg0.eval_batch_size)
   test_images = to_global(test_np, NamedSharding(mesh, P("data")))
-  test_mask = to_global(np.r_[np.ones(len(ds.test_images)), np.zeros(pad)].astype(np.float32),
-                        NamedSharding(mesh, P("data")))
+  test_mask = to_global(mask_np, NamedSharding(mesh, P("data")))
   hparams = {f: to_global(np.array([float(m.config[f]) for m in members], np.float32), replicated)
-             for f in HPARAM_FIELDS}
+             for f in objectives.member_hparams(cfg0)}
   seeds = to_global(np.array([m.config.seed for m in members], np.uint32), replicated)
   betas = hparams["beta"]
 
   # Compile ----------------------------------------------------------------------------
   epoch_fn = step_lib.build_train_epoch(graphdef=train_graphdef, rest=rest, tx=tx, mesh=mesh,
                                         config=cfg0, image_shape=ds.image_shape,
-                                        num_train=num_train, num_members=M)
-  evaluate = step_lib.build_evaluate(graphdef=graphdef, rest=rest, mesh=mesh, config=cfg0,
-                                     image_shape=ds.image_shape, num_members=M,
-                                     num_padded=num_padded, eval_batch=eval_batch)
+                                        num_train=num_train, num_members=M,
+                                        packed=ds.packed_shape is not None)
+  test_metrics = step_lib.build_test_metrics(graphdef=graphdef, rest=rest, mesh=mesh,
+                                             config=cfg0, image_shape=ds.image_shape,
+                                             num_members=M, num_padded=len(test_np),
+                                             eval_batch=eval_batch)
   t0 = time.perf_counter()
   compiled = epoch_fn.lower(params, opt_state, train_images, hparams, seeds,
                             jnp.int32(start_epoch)).compile()
   compile_seconds = time.perf_counter() - t0
+  evaluate = lambda p: jax.device_get(test_metrics(p, test_images, test_mask, betas, seeds))
+  run_epoch = lambda p, o, e: compiled(p, o, train_images, hparams, seeds, jnp.int32(e))
 
   # Train loop -------------------------------------------------------------------------
+  params, opt_state, loop = _train_loop(members, run_epoch, evaluate, params, opt_state,
+                                        start_epoch, train_seconds, steps_per_epoch, stop,
+                                        group_name, is_main)
+
+  # Finish -----------------------------------------------------------------------------
+  last_test = loop["last_test"] if loop["last_test"] is not None else evaluate(params)
+  times = loop["epoch_times"]
+  # Steady state: every epoch of this launch ran the precompiled program.
+  timing = {"train/examples_per_s": (steps_per_epoch * cfg0.batch_size * len(times) / sum(times)
+                                     if times else float("nan")),
+            "train/seconds": loop["train_seconds"], "train/compile_seconds": compile_seconds,
+            "epochs": cfg0.num_epochs, "steps": cfg0.num_epochs * steps_per_epoch,
+            "members_trained_together": M, **memory_stats(compiled)}
+  results = []
+  for i, m in enumerate(members):
+    member_params = jax.tree.map(lambda a, i=i: np.asarray(a[i]), params) if is_main else None
+    results.append(finish.finish_member(
+        m.config, m.workdir, m.writer, failed=m.failed, model=(graphdef, member_params, rest),
+        test={k: float(v[i]) for k, v in last_test.items()}, train=loop["last_train"][i],
+        timing=timing, dataset=ds, is_main=is_main))
+  _close(members)
+  return results
+
+
+def _open_logs(members, resume_step: int, group_name, extra_config, is_main: bool) -> float:
+  """Opens each member's writer (metrics.jsonl cut back to the resumed step, config.json
+  rewritten, W&B resumed); returns the training seconds the members had already spent."""
+  prev_seconds = []
+  for i, m in enumerate(members):
+    if is_main:
+      writers.truncate_metrics(m.workdir / "metrics.jsonl", resume_step)
+      prev_seconds.append(workdir_lib.last_logged(m.workdir, "train/seconds"))
+      workdir_lib.write_json(m.workdir / "config.json", workdir_lib.run_info(m.config))
+    wandb_config = {**workdir_lib.resolved_config(m.config),
+                    **(extra_config[i] if extra_config else {})}
+    m.writer = writers.Writer(m.workdir, config=wandb_config, wandb_config=m.config.wandb,
+                              group=group_name, enabled=is_main)
+  return max(prev_seconds) if prev_seconds else 0.0
+
+
+def _train_loop(members, run_epoch, evaluate, params, opt_state, start_epoch: int,
+                train_seconds: float, steps_per_epoch: int, stop, group_name, is_main):
+  """Runs the epochs from `start_epoch`: log, evaluate, checkpoint, stop on request or when
+  every member diverged. Returns (params, opt_state, loop record)."""
+  cfg0, M = members[0].config, len(members)
   num_epochs = cfg0.num_epochs
   bar = tqdm(total=num_epochs, initial=start_epoch, disable=not is_main, unit="epoch",
              desc=members[0].workdir.name if M == 1 else f"{group_name or 'group'} x{M}",
@@ -280,12 +270,9 @@ def _train_group(configs: Sequence[Any], workdirs: Sequence[str | pathlib.Path],
   epoch_times, last_train, last_test = [], [{} for _ in members], None
   for epoch in range(start_epoch, num_epochs):
     if stop.signum is not None:  # arrived before the first epoch of this launch finished
-      bar.close()
-      _close(members)
-      raise Interrupted(stop.signum, epoch)
+      _stop(bar, members, Interrupted(stop.signum, epoch))
     t0 = time.perf_counter()
-    params, opt_state, metrics = compiled(params, opt_state, train_images, hparams, seeds,
-                                          jnp.int32(epoch))
+    params, opt_state, metrics = run_epoch(params, opt_state, epoch)
     metrics = jax.device_get(metrics)
     dt = time.perf_counter() - t0
     epoch_times.append(dt)
@@ -298,17 +285,14 @@ def _train_group(configs: Sequence[Any], workdirs: Sequence[str | pathlib.Path],
       if bad >= 0 and m.failed is None:
         m.failed = _divergence_message(m, bad, steps_per_epoch)
         if is_main:
-          runinfo.write_json(m.workdir / "failed.json", {"error": m.failed, "step": bad})
+          workdir_lib.write_json(m.workdir / "failed.json", {"error": m.failed, "step": bad})
           tqdm.write(f"{m.workdir}: {m.failed}")
     if all(m.failed for m in members):
-      bar.close()
-      _close(members)
-      raise DivergenceError(members[0].failed)
+      _stop(bar, members, DivergenceError(members[0].failed))
 
     test = None
     if (epoch + 1) % cfg0.eval_every_epochs == 0 or last_epoch:
-      test = jax.device_get(evaluate(params, test_images, test_mask, betas, seeds))
-      last_test = test
+      test = last_test = evaluate(params)
     for i, m in enumerate(members):
       if m.failed:
         continue
@@ -332,44 +316,16 @@ def _train_group(configs: Sequence[Any], workdirs: Sequence[str | pathlib.Path],
     if stop.signum is not None and not last_epoch:
       if (epoch + 1) % cfg0.checkpoint_every_epochs:
         _save(members, epoch + 1, params, opt_state)
-      bar.close()
-      _close(members)
-      raise Interrupted(stop.signum, epoch + 1)
+      _stop(bar, members, Interrupted(stop.signum, epoch + 1))
   bar.close()
+  return params, opt_state, {"epoch_times": epoch_times, "last_train": last_train,
+                             "last_test": last_test, "train_seconds": train_seconds}
 
-  # Finish -----------------------------------------------------------------------------
-  if last_test is None:  # no epoch ran in this launch (num_epochs == start): evaluate once
-    last_test = jax.device_get(evaluate(params, test_images, test_mask, betas, seeds))
-  # Steady state: every epoch of this launch ran the precompiled program.
-  ex_per_s = (steps_per_epoch * cfg0.batch_size * len(epoch_times) / sum(epoch_times)
-              if epoch_times else float("nan"))
-  memory = memory_stats(compiled)
-  results = []
-  for i, m in enumerate(members):
-    if m.failed:
-      res = {"failed": m.failed, "epochs": num_epochs, "members_trained_together": M}
-      if is_main:
-        runinfo.write_json(m.workdir / "results.json", res)
-      results.append(res)
-      continue
-    res = {f"test/{k}": float(v[i]) for k, v in last_test.items()}
-    res.update({k: v for k, v in last_train[i].items() if k.startswith("train/") and k not in (
-        "train/epoch", "train/seconds", "train/examples_per_s", "train/grad_norm")})
-    res.update({"train/examples_per_s": ex_per_s, "train/seconds": train_seconds,
-                "train/compile_seconds": compile_seconds, "epochs": num_epochs,
-                "steps": num_epochs * steps_per_epoch, "members_trained_together": M})
-    res.update(memory)
-    if is_main:
-      member_params = jax.tree.map(lambda a, i=i: np.asarray(a[i]), params)
-      images = _figures(m, graphdef, member_params, rest, ds)
-      m.writer.log_images(num_epochs * steps_per_epoch, images)
-      res.update(_test_nll(m, nnx.merge(graphdef, member_params, rest), ds))
-      m.writer.summary({k: v for k, v in res.items() if isinstance(v, (int, float))})
-      runinfo.write_json(m.workdir / "results.json", res)
-      print(f"{m.workdir}: " + _summary(res))
-    results.append(res)
+
+def _stop(bar, members, error: Exception):
+  bar.close()
   _close(members)
-  return results
+  raise error
 
 
 def _save(members, epoch, params, opt_state):
@@ -388,41 +344,6 @@ def _close(members):
       m.writer.close()
 
 
-def _figures(m, graphdef, params, rest, ds) -> dict[str, str]:
-  """Reconstructions, samples and latents (and the manifold, in 2-D) of the finished model, as
-  PNGs in its workdir."""
-  model = nnx.merge(graphdef, params, rest)
-  n = m.config.num_plot_images
-  x = ds.test_images[:n]
-  paths = {
-      "reconstructions": plots.save_reconstructions(
-          m.workdir / "reconstructions.png", x / 255.0, inference.reconstruct(model, x)),
-  }
-  key = jax.random.fold_in(jax.random.key(m.config.seed), 7)
-  samples = inference.prior_samples(model, key, 64, ds.train_images[:10000])
-  kind = "prior N(0, I)" if m.config.model.name == "vae" else "Gaussian fitted to training latents"
-  paths["samples"] = plots.save_grid(m.workdir / "samples.png", samples, 8,
-                                     f"Samples: decoded z ~ {kind}")
-  from vae_jax import figures  # pylint: disable=g-import-not-at-top
-  paths.update(figures.save_latent_figures(m.workdir, model, ds.test_images, ds.test_labels))
-  return paths
-
-
-def _test_nll(m, model, ds) -> dict:
-  """test/nll (IWAE, k = config.eval_nll_k) and latent statistics; {} when off or an AE."""
-  k = m.config.eval_nll_k
-  if k <= 0 or m.failed:
-    return {}
-  if m.config.model.name != "vae":
-    print(f"{m.workdir}: eval_nll_k={k} skipped: an AE defines no likelihood p(x)")
-    return {}
-  from vae_jax import likelihood  # pylint: disable=g-import-not-at-top
-  out = likelihood.test_metrics(model, ds.test_images, k, likelihood.nll_key(m.config.seed))
-  print(f"{m.workdir}: test/nll={out['test/nll']:.2f} (IWAE, k={k}), test/bpd={out['test/bpd']:.4f}, "
-        f"active units {out['test/active_units']}/{m.config.model.latent_dim}")
-  return out
-
-
 def _divergence_message(m, bad_step, steps_per_epoch) -> str:
   last = m.ckpt.latest_epoch()
   kept = f"epoch {last} in {m.workdir / 'checkpoints'}" if last else "none (diverged before the first save)"
@@ -431,20 +352,3 @@ def _divergence_message(m, bad_step, steps_per_epoch) -> str:
           f"learning_rate={m.config.learning_rate}, optimizer.grad_clip_norm="
           f"{m.config.optimizer.grad_clip_norm}, kl_warmup_steps={m.config.kl_warmup_steps}, "
           f"model.likelihood={m.config.model.likelihood!r}")
-
-
-def _last_value(path: pathlib.Path, key: str) -> float:
-  if not path.exists():
-    return 0.0
-  value = 0.0
-  for line in path.read_text().splitlines():
-    try:
-      value = float(json.loads(line).get(key, value))
-    except ValueError:
-      pass
-  return value
-
-
-def _summary(r: dict) -> str:
-  keys = ("test/neg_elbo", "test/rec", "test/kl", "test/loss", "test/neg_iwae", "train/examples_per_s")
-  return ", ".join(f"{k}={r[k]:.2f}" for k in keys if isinstance(r.get(k), (int, float)))

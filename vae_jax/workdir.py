@@ -1,52 +1,196 @@
-"""Reading a run back from its workdir: its config, its trained model, its dataset.
+"""A run's folder: what it records about itself, whether it is finished, and reading it back.
 
     config, model, dataset = workdir.load_run("runs/vae30")
 
-The model is rebuilt from the `config` saved in DIR/config.json (the same code path as
-training: `train.init_member` gives the parameter template) and its parameters restored from
-the newest Orbax checkpoint in DIR/checkpoints. Evaluation scripts and experiments use this.
+DIR/config.json holds the resolved config, the code version, libraries and devices
+(`run_info`); DIR/results.json the final metrics, with "epochs" equal to the config's
+`num_epochs` once the run is finished (`is_finished`, the one place that decides it). A
+relaunch into a workdir must not change what it computes (`check_resumable`). The model is
+rebuilt from the saved config (`models.init_params`: the same code path as training) and its
+parameters restored from the newest Orbax checkpoint in DIR/checkpoints.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
+import importlib.util
 import json
+import os
 import pathlib
+import subprocess
+import tempfile
 from typing import Any
 
 import jax
 from flax import nnx
 from ml_collections import config_dict
 
-from vae_jax import checkpoints, data as data_lib, optim, runinfo, train
+from vae_jax import checkpoints, data as data_lib, models, optim
 from vae_jax.errors import UserError
+
+_LIBRARIES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "tensorflow-datasets", "wandb",
+              "ml-collections", "numpy", "scikit-learn")
+# Fields that may change between launches of the same workdir without changing what is
+# computed (or, for num_epochs, only extending it).
+RESUMABLE_CHANGES = ("num_epochs", "eval_every_epochs", "checkpoint_every_epochs",
+                     "keep_checkpoints", "num_plot_images", "eval_batch_size", "eval_nll_k", "wandb.")
+_TUPLE_FIELDS = (("model", "hidden_sizes"), ("model", "conv_channels"),
+                 ("model", "top_hidden_sizes"), ("data", "exclude_labels"))
+_DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parent.parent / "configs" / "default.py"
+
+
+# What a run records ----------------------------------------------------------------------
+
+
+def resolved_config(config) -> dict[str, Any]:
+  """The config as plain JSON-able data, with the data folders it will actually use."""
+  d = json.loads(config.to_json_best_effort())
+  d["data"]["manual_dir"] = data_lib.resolve_manual_dir(config.data)
+  d["data"]["cache_dir"] = data_lib.resolve_cache_dir(config.data)
+  return d
+
+
+def _git_commit() -> str | None:
+  root = pathlib.Path(__file__).resolve().parent.parent
+  try:
+    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                         timeout=5, check=True)
+    return out.stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return None
+
+
+def run_info(config) -> dict[str, Any]:
+  """DIR/config.json: the resolved config, git commit, library versions and devices."""
+  versions = {}
+  for lib in _LIBRARIES:
+    try:
+      versions[lib] = importlib.metadata.version(lib)
+    except importlib.metadata.PackageNotFoundError:
+      versions[lib] = None
+  return {
+      "config": resolved_config(config),
+      "git_commit": _git_commit(),
+      "versions": versions,
+      "devices": [str(d) for d in jax.devices()],
+      "process_count": jax.process_count(),
+  }
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+  """Writes JSON atomically: a temporary file in the same folder, then a rename."""
+  path = pathlib.Path(path)
+  with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+    f.write("\n")
+  os.replace(f.name, path)
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+  """Nested dicts -> one dict with dotted keys ("model.latent_dim")."""
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = v
+  return out
+
+
+@functools.lru_cache(maxsize=1)
+def _default_fields() -> tuple[tuple[str, Any], ...]:
+  spec = importlib.util.spec_from_file_location("vae_jax_default_config", _DEFAULT_CONFIG)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return tuple(flatten(json.loads(module.get_config().to_json_best_effort())).items())
+
+
+def default_fields() -> dict[str, Any]:
+  """configs/default.py's fields, flattened, as JSON data. A run saved before a field existed
+  is read with that field's default, which by the rule of configs/default.py is what the
+  library computed before the field was added. {} when the configs folder is not beside the
+  package (a non-editable install)."""
+  if not _DEFAULT_CONFIG.is_file():
+    return {}
+  return json.loads(json.dumps(dict(_default_fields())))  # a fresh copy: values may be lists
+
+
+def config_differences(old: dict, new: dict) -> list[str]:
+  """Dotted keys whose values differ, ignoring the fields a resumed run may change."""
+  a, b = {**default_fields(), **flatten(old)}, flatten(new)
+  keys = sorted(set(a) | set(b))
+  diffs = [k for k in keys if a.get(k) != b.get(k)]
+  return [k for k in diffs if not any(k == r or (r.endswith(".") and k.startswith(r))
+                                      for r in RESUMABLE_CHANGES)]
+
+
+# Reading a run back ----------------------------------------------------------------------
 
 
 def read_config(workdir) -> config_dict.ConfigDict:
-  """The resolved config a run was launched with (DIR/config.json's "config")."""
+  """The resolved config a run was launched with (DIR/config.json's "config"), with the fields
+  added since it was saved at their defaults."""
   path = pathlib.Path(workdir) / "config.json"
   if not path.is_file():
     raise UserError(f"{workdir} holds no run: {path} is missing (train it with launch.py first)")
   try:
     d = json.loads(path.read_text())["config"]
-    for key, value in runinfo.ADDED_FIELDS.items():  # runs saved before the field existed
+    for key, value in default_fields().items():  # runs saved before the field existed
       *sections, field = key.split(".")
       node = d
       for section in sections:
-        node = node[section]
+        node = node.setdefault(section, {})
       node.setdefault(field, value)
-    for section, field in (("model", "hidden_sizes"), ("model", "conv_channels"),
-                           ("model", "top_hidden_sizes"), ("data", "exclude_labels")):
+    for section, field in _TUPLE_FIELDS:
       d[section][field] = tuple(d[section][field])
-  except (ValueError, KeyError, TypeError):
+  except (ValueError, KeyError, TypeError, AttributeError):
     raise UserError(f"{path} is not a run's config.json (no 'config' with a 'model')") from None
   return config_dict.ConfigDict(d)
 
 
+def read_results(workdir) -> dict | None:
+  """DIR/results.json, or None when it is missing or unreadable."""
+  path = pathlib.Path(workdir) / "results.json"
+  if not path.exists():
+    return None
+  try:
+    return json.loads(path.read_text())
+  except ValueError:
+    return None
+
+
 def is_finished(workdir, config=None) -> bool:
-  """Whether DIR/results.json records all of the config's epochs."""
+  """Whether DIR/results.json records all of the config's epochs (the saved config's when
+  none is given)."""
   config = config if config is not None else read_config(workdir)
-  results = train.read_results(workdir)
+  results = read_results(workdir)
   return results is not None and results.get("epochs") == config.num_epochs
+
+
+def check_resumable(workdir, config, allow_config_change: bool = False) -> None:
+  """Refuses to resume a workdir whose saved config computes something else than `config`."""
+  old = pathlib.Path(workdir) / "config.json"
+  if not old.exists() or allow_config_change:
+    return
+  diffs = config_differences(json.loads(old.read_text())["config"], resolved_config(config))
+  if diffs:
+    raise UserError(f"{workdir} holds a run with a different config (fields: "
+                    f"{', '.join(diffs)}); use a new --workdir or pass --allow_config_change")
+
+
+def last_logged(workdir, key: str) -> float:
+  """The last value of `key` in DIR/metrics.jsonl (0 when never logged)."""
+  path = pathlib.Path(workdir) / "metrics.jsonl"
+  if not path.exists():
+    return 0.0
+  value = 0.0
+  for line in path.read_text().splitlines():
+    try:
+      value = float(json.loads(line).get(key, value))
+    except ValueError:
+      pass
+  return value
 
 
 def load_run(workdir, *, epoch: int | None = None, require_finished: bool = True,
@@ -72,7 +216,7 @@ def load_run(workdir, *, epoch: int | None = None, require_finished: bool = True
   if not (workdir / "checkpoints").is_dir():
     raise UserError(f"{workdir} has no checkpoints/ folder")
   ds = dataset if dataset is not None else data_lib.load(config.data)
-  graphdef, params, rest = train.init_member(config, ds.image_shape)
+  graphdef, params, rest = models.init_params(config, ds.image_shape)
   opt_state = optim.direction(config.optimizer).init(params)
   ckpt = checkpoints.Checkpointer(workdir, config.keep_checkpoints)
   try:
@@ -90,9 +234,9 @@ def load_run(workdir, *, epoch: int | None = None, require_finished: bool = True
 
 def update_results(workdir, values: dict) -> dict:
   """Adds `values` to DIR/results.json (read, update, atomic rewrite); returns the new dict."""
-  results = train.read_results(workdir) or {}
+  results = read_results(workdir) or {}
   results.update(values)
-  runinfo.write_json(pathlib.Path(workdir) / "results.json", results)
+  write_json(pathlib.Path(workdir) / "results.json", results)
   return results
 
 

@@ -1,4 +1,4 @@
-"""Process-wide JAX settings for launches: a persistent compilation cache.
+"""The persistent compilation cache that every launch turns on.
 
 `configure()` is called by the launcher before anything is compiled. It turns on JAX's
 persistent compilation cache, so that a second launch of the same program (same config

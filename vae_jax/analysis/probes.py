@@ -1,7 +1,7 @@
 """How much a low-dimensional code keeps: classifiers trained on codes, and PCA as a baseline.
 
 Used by `experiments/dimensionality_reduction.py` on the latents of AEs and VAEs
-(`vae_jax.encode`): a linear probe (multinomial logistic regression, full-batch Adam in
+(`vae_jax.tools.encode`): a linear probe (multinomial logistic regression, full-batch Adam in
 optax) and k-nearest neighbours, both fitted on the train codes and scored on the test codes,
 beside PCA of the pixels at the same dimension.
 """
@@ -16,13 +16,20 @@ import numpy as np
 import optax
 
 
-def pca_fit(x_NxD: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
-  """(mean (D,), components (dim, D)) of the data, from the eigenvectors of its covariance."""
+def pca(x_NxD: np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Principal components of the data, from the eigenvectors of its covariance.
+
+  Returns (mean (D,), components (dim, D) with unit rows, explained-variance ratios (dim,)).
+  Each component's sign is fixed so its largest-magnitude entry is positive.
+  """
   x = np.asarray(x_NxD, np.float64).reshape(len(x_NxD), -1)
   mean = x.mean(0)
-  cov = np.cov(x - mean, rowvar=False)
-  _, vecs = np.linalg.eigh(cov)  # ascending eigenvalues
-  return mean, vecs[:, ::-1][:, :dim].T
+  cov = np.atleast_2d(np.cov(x - mean, rowvar=False))
+  vals, vecs = np.linalg.eigh(cov)  # ascending eigenvalues
+  comps = vecs[:, ::-1][:, :dim].T
+  signs = np.sign(comps[np.arange(len(comps)), np.argmax(np.abs(comps), axis=1)])
+  ratio = vals[::-1][:dim] / max(vals.sum(), 1e-300)
+  return mean, comps * signs[:, None], ratio
 
 
 def pca_transform(x_NxD: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ An image the model reconstructs or explains badly is scored as anomalous:
                 score: Bernoulli cross-entropy, or the Gaussian / Laplace NLL)
     "neg_elbo"  -ELBO, one reparameterised sample per image (VAE)
     "iwae"      -L_k, the k-sample importance-weighted bound on -log p(x) (VAE; see
-                `likelihood.py`)
+                `marginal_likelihood.py`)
 
 `auroc` is the area under the ROC curve by the rank statistic (Mann-Whitney U): the
 probability that a random anomalous image scores above a random normal one, ties counting
@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from vae_jax import likelihood, likelihoods, objectives, plots
+from vae_jax import decoder_likelihoods, marginal_likelihood, objectives, rng
+from vae_jax.figures import grids
 
 METHODS = ("rec", "neg_elbo", "iwae")
 
@@ -53,7 +54,7 @@ def auroc(scores, is_anomaly) -> float:
 @nnx.jit
 def _rec(model, x):
   mean, _ = model.encode(x)
-  return likelihoods.nll(model.likelihood, model.decode(mean), model.log_scale[...], x)
+  return decoder_likelihoods.nll(model.likelihood, model.decode(mean), model.log_scale[...], x)
 
 
 @nnx.jit
@@ -70,7 +71,7 @@ def scores(model, images_u8: np.ndarray, method: str | None = None, *, key=None,
     model: a trained `models.AutoEncoder`.
     images_u8: images prepared as the model's training data were (same binarisation).
     method: one of METHODS; None = `default_method(model)`.
-    key: PRNG key for "neg_elbo" and "iwae" (default `jax.random.key(0)`).
+    key: PRNG key for "neg_elbo" and "iwae" (default `jax.random.key(rng.ANALYSIS_SEED)`).
     k: importance samples for "iwae".
     batch: images per compiled call.
   """
@@ -79,18 +80,18 @@ def scores(model, images_u8: np.ndarray, method: str | None = None, *, key=None,
     raise ValueError(f"unknown score {method!r}; expected one of {METHODS}")
   if method != "rec" and model.kind != "vae":
     raise ValueError(f"score {method!r} needs a VAE; an AE has only 'rec'")
-  key = jax.random.key(0) if key is None else key
+  key = jax.random.key(rng.ANALYSIS_SEED) if key is None else key
   x_all = np.asarray(images_u8, np.float32) / 255.0
   with jax.default_matmul_precision("float32"):
     if method == "iwae":
-      model_fn, params = likelihood.autoencoder_latents(model)
-      return -np.asarray(likelihood.iwae_log_px(model_fn, params, jnp.asarray(x_all), key,
+      model_fn, params = marginal_likelihood.autoencoder_latents(model)
+      return -np.asarray(marginal_likelihood.iwae_log_px(model_fn, params, jnp.asarray(x_all), key,
                                                 num_samples=k), np.float64)
     out = []
     for i in range(0, len(x_all), batch):
       x = jnp.asarray(x_all[i:i + batch])
       out.append(_rec(model, x) if method == "rec"
-                 else _neg_elbo(model, x, jax.random.fold_in(key, i)))
+                 else _neg_elbo(model, x, rng.chunk_key(key, i)))
   return np.concatenate([np.asarray(o, np.float64) for o in out])
 
 
@@ -100,4 +101,4 @@ def save_extremes(path, images_u8: np.ndarray, scores_N: np.ndarray, n: int = 12
   order = np.argsort(np.asarray(scores_N))
   most, least = order[::-1][:n], order[:n]
   images = np.concatenate([images_u8[most], images_u8[least]]).astype(np.float32) / 255.0
-  return plots.save_grid(path, images, n, title, ["most", "least"])
+  return grids.save_grid(path, images, n, title, ["most", "least"])

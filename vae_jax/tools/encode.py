@@ -1,6 +1,6 @@
 """Export a trained model's latent means, with labels, for use outside the project.
 
-    python -m vae_jax.encode --workdir runs/vae30 [--split test|train|both]
+    python -m vae_jax.tools.encode --workdir runs/vae30 [--split test|train|both]
 
 Writes DIR/latents_<split>.npy (float32, (N, Z): the posterior means of a VAE, z = f(x) of an
 AE) and DIR/labels_<split>.npy (int32, (N,)), row i of both from image i of the split (after
@@ -22,7 +22,6 @@ from absl import app, flags  # pylint: disable=g-import-not-at-top
 from vae_jax.errors import UserError, check_tool_arguments, fail  # pylint: disable=g-import-not-at-top
 
 SPLITS = ("test", "train", "both")
-TRAIN_BINARIZATION_SEED = 1  # fixed binarisation of the train split for "dynamic" runs
 
 
 def split_images(ds, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -31,8 +30,9 @@ def split_images(ds, split: str) -> tuple[np.ndarray, np.ndarray]:
     return ds.test_images, ds.test_labels
   images = ds.train_images
   if ds.binarization == "dynamic":
-    rng = np.random.default_rng(TRAIN_BINARIZATION_SEED)
-    images = np.where(rng.random(images.shape) < images / 255.0, 255, 0).astype(np.uint8)
+    from vae_jax import rng  # pylint: disable=g-import-not-at-top
+    gen = np.random.default_rng(rng.EXPORT_BINARIZATION_SEED)
+    images = np.where(gen.random(images.shape) < images / 255.0, 255, 0).astype(np.uint8)
   return images, ds.train_labels
 
 
@@ -43,7 +43,7 @@ def export_latents(workdir, split: str = "test", *, epoch: int | None = None, da
   `dataset` / `model`: the run's, when already loaded (else read from the workdir).
   Raises `UserError` for a missing or unfinished run or an unknown split.
   """
-  from vae_jax import inference, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from vae_jax import latents as latents_lib, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
 
   if split not in SPLITS:
     raise UserError(f"--split={split!r} is invalid: expected one of {', '.join(SPLITS)}")
@@ -52,7 +52,7 @@ def export_latents(workdir, split: str = "test", *, epoch: int | None = None, da
   written = {}
   for s in (("test", "train") if split == "both" else (split,)):
     images, labels = split_images(dataset, s)
-    latents = inference.encode_means(model, images).astype(np.float32)
+    latents = latents_lib.encode_means(model, images).astype(np.float32)
     for name, arr in ((f"latents_{s}", latents), (f"labels_{s}", labels.astype(np.int32))):
       path = pathlib.Path(workdir) / f"{name}.npy"
       tmp = path.with_suffix(".tmp.npy")

@@ -1,15 +1,15 @@
-"""Datasets: TFDS -> uint8 arrays cached as .npz -> whole splits on device.
+"""TFDS datasets: prepared once with TensorFlow Datasets, cached as .npz, read with NumPy.
 
 TensorFlow is imported only in `_prepare_with_tfds`, the first time a split is needed; the
-result is cached as a compressed-free .npz so later launches load it with NumPy alone.
-Pixel values stay uint8 until a batch is gathered on device (see `train.py`), where
-`binarize` turns them into the floats the model sees.
+result is cached as an uncompressed .npz so later launches load it with NumPy alone. Offline
+use: `config.data.manual_dir` (default `$VAE_JAX_MANUAL_DIR/<name>`) holds the raw files as
+their publishers distribute them; every file is checked against TFDS's registered size and
+SHA-256 before TFDS runs.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import os
 import pathlib
@@ -19,54 +19,10 @@ import tempfile
 import urllib.parse
 import zipfile
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
+from vae_jax.data.paths import resolve_cache_dir, resolve_manual_dir, resolve_tfds_dir
 from vae_jax.errors import UserError
-
-# Dynamic binarisation draws a fresh sample of the *training* images every step. The test
-# split is binarised once, with this fixed seed, so every evaluation of every run (whatever
-# its config.seed) sees the same binary test set.
-TEST_BINARIZATION_SEED = 0
-
-
-@dataclasses.dataclass(frozen=True)
-class Dataset:
-  """Both splits as host uint8 arrays of shape (N, H, W, C) and int32 labels (N,).
-
-  For "static" binarisation both splits hold {0, 255}; for "dynamic" the test split holds
-  {0, 255} (binarised once) and the train split the raw grey levels.
-  """
-  name: str
-  binarization: str
-  train_images: np.ndarray
-  train_labels: np.ndarray
-  test_images: np.ndarray
-  test_labels: np.ndarray
-
-  @property
-  def image_shape(self) -> tuple[int, int, int]:
-    return tuple(self.train_images.shape[1:])
-
-
-def resolve_manual_dir(data_config) -> str | None:
-  """config.data.manual_dir, else $VAE_JAX_MANUAL_DIR/<name>, else None (TFDS downloads)."""
-  if data_config.manual_dir:
-    return str(data_config.manual_dir)
-  root = os.environ.get("VAE_JAX_MANUAL_DIR")
-  return os.path.join(root, data_config.name) if root else None
-
-
-def resolve_tfds_dir(data_config) -> str | None:
-  """config.data.tfds_dir, else $VAE_JAX_TFDS_DIR, else None (TFDS's own default)."""
-  return data_config.tfds_dir or os.environ.get("VAE_JAX_TFDS_DIR") or None
-
-
-def resolve_cache_dir(data_config) -> str:
-  if data_config.cache_dir:
-    return str(data_config.cache_dir)
-  return os.environ.get("VAE_JAX_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "vae_jax")
 
 
 def _cache_path(data_config, split: str) -> pathlib.Path:
@@ -188,40 +144,3 @@ def load_split(data_config, split: str) -> tuple[np.ndarray, np.ndarray]:
   return images, labels
 
 
-def load(data_config) -> Dataset:
-  """Loads both splits, applies the split-level part of the binarisation and removes
-  `data_config.exclude_labels` from the train split (the test split stays whole)."""
-  train_x, train_y = load_split(data_config, "train")
-  test_x, test_y = load_split(data_config, "test")
-  b = data_config.binarization
-  if b == "static":
-    train_x = np.where(train_x > 127, 255, 0).astype(np.uint8)
-    test_x = np.where(test_x > 127, 255, 0).astype(np.uint8)
-  elif b == "dynamic":
-    rng = np.random.default_rng(TEST_BINARIZATION_SEED)
-    test_x = np.where(rng.random(test_x.shape) < test_x / 255.0, 255, 0).astype(np.uint8)
-  train_x, train_y = exclude_labels(train_x, train_y, data_config.exclude_labels)
-  if not len(train_y):
-    raise UserError(f"config.data.exclude_labels={tuple(data_config.exclude_labels)!r} removes "
-                    f"every training image of {data_config.name!r}")
-  return Dataset(data_config.name, b, train_x, train_y, test_x, test_y)
-
-
-def exclude_labels(images, labels, excluded) -> tuple[np.ndarray, np.ndarray]:
-  """Drops the images whose label is in `excluded` (the train split of an anomaly run)."""
-  if not len(excluded):
-    return images, labels
-  keep = ~np.isin(labels, np.asarray(tuple(excluded), labels.dtype))
-  return images[keep], labels[keep]
-
-
-def binarize(images_u8: jax.Array, binarization: str, key: jax.Array | None) -> jax.Array:
-  """uint8 images -> float32 model inputs in [0, 1].
-
-  "dynamic" draws x ~ Bernoulli(pixel / 255) with `key`; the other modes (whose arrays were
-  prepared by `load`) only rescale.
-  """
-  x = images_u8.astype(jnp.float32) / 255.0
-  if binarization == "dynamic":
-    return jax.random.bernoulli(key, x).astype(jnp.float32)
-  return x

@@ -1,4 +1,4 @@
-"""Figures as PNG files (matplotlib, no display needed)."""
+"""Image grids and the one PNG writer every figure goes through (matplotlib, no display)."""
 
 from __future__ import annotations
 
@@ -45,10 +45,15 @@ def save_grid(path: str | os.PathLike, images_NxHxWxC: np.ndarray, ncols: int, t
     s.set_visible(False)
   if title:
     ax.set_title(title, fontsize=10)
+  return save_figure(fig, path, dpi=150)
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> str:
+  """Lays out, writes and closes a figure; returns the path."""
   fig.tight_layout()
-  fig.savefig(path, dpi=150)
+  fig.savefig(path, dpi=dpi)
   plt.close(fig)
-  return str(path)
+  return os.fspath(path)
 
 
 def save_reconstructions(path, inputs, recons, title="Test inputs (top) and reconstructions (bottom)"):

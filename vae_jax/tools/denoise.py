@@ -1,6 +1,6 @@
 """Denoising evaluation of a finished run: corrupted test images in, clean images expected.
 
-    python -m vae_jax.denoise --workdir runs/mnist_denoise [--corruption mask --level 0.5]
+    python -m vae_jax.tools.denoise --workdir runs/mnist_denoise [--corruption mask --level 0.5]
 
 Corrupts the whole test split once with a fixed key (the run's `config.data.corruption` and
 level unless overridden), reconstructs it (decoded latent means) and compares with the clean
@@ -18,37 +18,25 @@ import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import jax  # pylint: disable=g-import-not-at-top
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 from absl import app, flags  # pylint: disable=g-import-not-at-top
-from flax import nnx  # pylint: disable=g-import-not-at-top
 
 # pylint: disable=g-import-not-at-top
-from vae_jax import corruption, inference, likelihoods, plots, workdir as workdir_lib
+from vae_jax import latents, rng, workdir as workdir_lib
+from vae_jax.data import corruption
+from vae_jax.figures import grids
 from vae_jax.errors import UserError, check_tool_arguments, fail
 # pylint: enable=g-import-not-at-top
 
 _NUM_SHOWN = 12  # columns of the figure
-_EVAL_SALT = 0xD0  # the test corruption's key is fold_in(key(seed), this)
 
 
 def _psnr(mse_N):
   return 10.0 * np.log10(1.0 / np.maximum(mse_N, 1e-12))
 
 
-@nnx.jit
-def _reconstruct(model, x):
-  return likelihoods.mean(model.likelihood, model.decode(model.encode(x)[0]))
-
-
-def reconstruct_float(model, x_BxHxWxC: np.ndarray) -> np.ndarray:
-  """The model's reconstruction (decoded latent mean) of float images in [0, 1]."""
-  with jax.default_matmul_precision("float32"):
-    return np.asarray(_reconstruct(model, jnp.asarray(x_BxHxWxC, jnp.float32)))
-
-
-def evaluate(model, clean_u8: np.ndarray, kind: str, level: float, key) -> tuple[dict, dict]:
+def denoising_metrics(model, clean_u8: np.ndarray, kind: str, level: float, key) -> tuple[dict, dict]:
   """Denoising metrics of `model` on `clean_u8` corrupted with (kind, level, key).
 
   Returns (metrics, images): metrics "mse_input" / "psnr_input" (corrupted vs clean),
@@ -58,9 +46,8 @@ def evaluate(model, clean_u8: np.ndarray, kind: str, level: float, key) -> tuple
   clean = np.asarray(clean_u8, np.float32) / 255.0
   noisy = np.asarray(corruption.corrupt(kind, jnp.asarray(clean), key, level), np.float32)
   # Encode the float inputs directly: rounding to uint8 would change the corruption.
-  denoised = np.concatenate([reconstruct_float(model, noisy[i:i + 2000])
-                             for i in range(0, len(noisy), 2000)])
-  recon = inference.reconstruct(model, clean_u8)
+  denoised = latents.reconstruct(model, noisy)
+  recon = latents.reconstruct(model, clean_u8)
   per_image = lambda a: np.mean(np.square(a - clean).reshape(len(clean), -1), axis=1)
   metrics = {}
   for name, out in (("input", noisy), ("output", denoised), ("clean_recon", recon)):
@@ -73,12 +60,12 @@ def evaluate(model, clean_u8: np.ndarray, kind: str, level: float, key) -> tuple
 def save_figure(path, images: dict, n: int = _NUM_SHOWN, title: str = "") -> str:
   """Rows: corrupted inputs, their denoised reconstructions, the clean images."""
   rows = np.concatenate([images["noisy"][:n], images["denoised"][:n], images["clean"][:n]])
-  return plots.save_grid(path, rows, n, title, ["corrupted", "denoised", "clean"])
+  return grids.save_grid(path, rows, n, title, ["corrupted", "denoised", "clean"])
 
 
 def denoise_workdir(workdir, corruption_kind: str | None = None, level: float | None = None, *,
                     seed: int = 0, dataset=None) -> dict:
-  """Runs `evaluate` on a finished run's test split; writes results.json and the figure.
+  """Runs `denoising_metrics` on a finished run's test split; writes results.json and the figure.
 
   Returns the "denoise/..." entries added. Raises `UserError` on bad input.
   """
@@ -95,8 +82,8 @@ def denoise_workdir(workdir, corruption_kind: str | None = None, level: float | 
     raise UserError(f"--level={level} is invalid: expected a number > 0"
                     + ("" if kind == "gaussian" else " and <= 1"))
   _, model, ds = workdir_lib.load_run(workdir, dataset=dataset)
-  key = jax.random.fold_in(jax.random.key(seed), _EVAL_SALT)
-  metrics, images = evaluate(model, ds.test_images, kind, level, key)
+  key = rng.denoise_key(seed)
+  metrics, images = denoising_metrics(model, ds.test_images, kind, level, key)
   out = {f"denoise/{k}": v for k, v in metrics.items()}
   out.update({"denoise/corruption": kind, "denoise/level": float(level), "denoise/seed": seed})
   figure = pathlib.Path(workdir) / "denoising.png"

@@ -1,9 +1,9 @@
 """Test log-likelihood of a finished run, added to its results.json.
 
-    python -m vae_jax.evaluate --workdir runs/vae30 --k 5000
+    python -m vae_jax.tools.nll --workdir runs/vae30 --k 5000
 
 Computes the k-sample importance-weighted bound on log p(x) over the whole test split (see
-`vae_jax/likelihood.py`) and writes "test/nll", "test/nll_k", "test/nll_stderr", "test/bpd",
+`vae_jax/marginal_likelihood.py`) and writes "test/nll", "test/nll_k", "test/nll_stderr", "test/bpd",
 "test/active_units", "test/kl_per_dim" and "test/nll_seconds" into DIR/results.json
 (atomically). Bad input prints one line on stderr and exits with status 2.
 
@@ -27,15 +27,15 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "A finished run's output folder.
 _K = flags.DEFINE_integer("k", 5000, "Importance samples per test image (IWAE k >= 1).")
 _SEED = flags.DEFINE_integer("seed", None, "PRNG seed of the estimate; default the run's seed.")
 _SAMPLE_CHUNK = flags.DEFINE_integer(
-    "sample_chunk", None, "Samples per step (memory knob); default by backend, see likelihood.py.")
+    "sample_chunk", None, "Samples per step (memory knob); default by backend, see marginal_likelihood.py.")
 _IMAGE_CHUNK = flags.DEFINE_integer(
-    "image_chunk", None, "Images per step (memory knob); default by backend, see likelihood.py.")
+    "image_chunk", None, "Images per step (memory knob); default by backend, see marginal_likelihood.py.")
 _EPOCH = flags.DEFINE_integer(
     "epoch", None, "Checkpoint to evaluate; default the newest. Required for an unfinished run, "
     "whose estimate is printed and not written to results.json.")
 
 
-def evaluate_workdir(workdir, k: int, *, seed: int | None = None, sample_chunk: int | None = None,
+def nll_of_workdir(workdir, k: int, *, seed: int | None = None, sample_chunk: int | None = None,
                      image_chunk: int | None = None, epoch: int | None = None,
                      progress: bool = False, dataset=None) -> dict:
   """Computes the test NLL metrics of a run's checkpoint; a finished run's go into results.json.
@@ -52,7 +52,7 @@ def _estimate(workdir, k: int, *, seed, sample_chunk, image_chunk, epoch, progre
               dataset=None) -> tuple[dict, bool]:
   """(metrics, whether they were written to results.json, i.e. the run is finished)."""
   import jax  # pylint: disable=g-import-not-at-top
-  from vae_jax import likelihood, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from vae_jax import marginal_likelihood, rng, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
 
   for name, v in (("k", k), ("sample_chunk", sample_chunk), ("image_chunk", image_chunk)):
     if v is not None and v < 1:
@@ -73,8 +73,8 @@ def _estimate(workdir, k: int, *, seed, sample_chunk, image_chunk, epoch, progre
                     "without writing results.json")
   config, model, ds = workdir_lib.load_run(workdir, epoch=epoch, dataset=dataset,
                                            require_finished=False)
-  key = likelihood.nll_key(config.seed if seed is None else seed)
-  metrics = likelihood.test_metrics(model, ds.test_images, k, key, sample_chunk=sample_chunk,
+  key = rng.nll_key(config.seed if seed is None else seed)
+  metrics = marginal_likelihood.test_metrics(model, ds.test_images, k, key, sample_chunk=sample_chunk,
                                     image_chunk=image_chunk, progress=progress)
   metrics["test/nll_device"] = str(jax.devices()[0].device_kind)
   if finished:

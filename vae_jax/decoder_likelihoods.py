@@ -1,4 +1,4 @@
-"""Decoder likelihoods p(x|z): negative log-likelihoods in nats per image, means and samples.
+"""Decoder likelihoods p(x|z), by name (`config.model.likelihood`) from one table: `LIKELIHOODS`.
 
 The decoder emits one array `out_BxHxWxC` per image: Bernoulli logits, or the location of a
 Gaussian / Laplace density (squashed into [0, 1] by a sigmoid, the range of the pixels). The
@@ -31,35 +31,36 @@ def _softplus(l):
   return jnp.maximum(l, 0.0) + jnp.log(1.0 + jnp.exp(-jnp.abs(l)))
 
 
+def _bernoulli(out, log_scale, x):
+  # -[x log sigmoid(l) + (1-x) log sigmoid(-l)] = softplus(l) - x l, stable for any l.
+  del log_scale
+  return jnp.sum(_softplus(out) - x * out, axis=-1)
+
+
+def _gaussian(out, log_scale, x):
+  loc = jax.nn.sigmoid(out)
+  return jnp.sum(0.5 * jnp.square((x - loc) * jnp.exp(-log_scale)) + log_scale + 0.5 * _LOG_2PI,
+                 axis=-1)
+
+
+def _laplace(out, log_scale, x):
+  loc = jax.nn.sigmoid(out)
+  return jnp.sum(jnp.abs(x - loc) * jnp.exp(-log_scale) + log_scale + _LOG_2, axis=-1)
+
+
+# name -> -log p(x | decoder output) on (B, pixels) arrays, summed over pixels: (B,).
+LIKELIHOODS = {"bernoulli": _bernoulli, "gaussian": _gaussian, "laplace": _laplace}
+
+
 def nll(likelihood: str, out, log_scale, x):
   """-log p(x | decoder output), summed over pixels: shape (B,)."""
   # Per-pixel work on (B, pixels): XLA:CPU vectorises an elementwise loop along the minor
   # dimension only, and images end in a channel axis of size 1 (MNIST: B x 28 x 28 x 1),
   # which made these loops ~10x slower.
-  out, x = _flat(out), _flat(x)
-  if likelihood == "bernoulli":
-    # -[x log sigmoid(l) + (1-x) log sigmoid(-l)] = softplus(l) - x l, stable for any l.
-    return jnp.sum(_softplus(out) - x * out, axis=-1)
-  loc = jax.nn.sigmoid(out)
-  if likelihood == "gaussian":
-    return jnp.sum(0.5 * jnp.square((x - loc) * jnp.exp(-log_scale)) + log_scale + 0.5 * _LOG_2PI,
-                   axis=-1)
-  if likelihood == "laplace":
-    return jnp.sum(jnp.abs(x - loc) * jnp.exp(-log_scale) + log_scale + _LOG_2, axis=-1)
-  raise ValueError(f"unknown likelihood {likelihood!r}")
+  return LIKELIHOODS[likelihood](_flat(out), log_scale, _flat(x))
 
 
 def mean(likelihood: str, out):
   """E[x | z] in [0, 1]: the image to show for a decoder output."""
   del likelihood  # sigmoid(logits) is the Bernoulli mean; sigmoid(out) the location otherwise.
   return jax.nn.sigmoid(out)
-
-
-def sample(likelihood: str, out, log_scale, key):
-  """One draw x ~ p(x | z)."""
-  if likelihood == "bernoulli":
-    return jax.random.bernoulli(key, jax.nn.sigmoid(out)).astype(out.dtype)
-  loc, scale = jax.nn.sigmoid(out), jnp.exp(log_scale)
-  if likelihood == "gaussian":
-    return loc + scale * jax.random.normal(key, out.shape, out.dtype)
-  return loc + scale * jax.random.laplace(key, out.shape, out.dtype)

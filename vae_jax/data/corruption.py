@@ -1,14 +1,12 @@
 """Input corruptions for denoising autoencoders: pure functions with explicit keys.
 
-A denoising run (`config.data.corruption != "none"`) feeds the encoder a corrupted image and
-asks the decoder for the clean one (Vincent et al., 2008). Each corruption is split into a
-draw (`draw_noise`: one random number per pixel, from a key) and a deterministic `apply`, so
-the training step can draw the noise for the global batch and apply it on each device's
-slice (results then do not depend on the number of devices), while `corrupt` does both.
-
-    "gaussian"         x + level * n, n ~ N(0, 1), clipped to [0, 1]
-    "salt_and_pepper"  each pixel with probability level/2 set to 0, with level/2 set to 1
-    "mask"             each pixel with probability level set to 0 (masking noise)
+A denoising run (`config.data.corruption != "none"`, one of `CORRUPTIONS`) feeds the encoder
+a corrupted image and asks the decoder for the clean one (Vincent et al., 2008). Each
+corruption is split into a draw (`draw_noise`: one random number per pixel, from a key) and a
+deterministic `apply`, so the training step can draw the noise for the global batch and apply
+it on each device's slice (results then do not depend on the number of devices), while
+`corrupt` does both. A step's corruption key is `rng.corruption_key`, a stream of its own, so
+adding a corruption leaves every other random number of a run unchanged.
 """
 
 from __future__ import annotations
@@ -18,15 +16,14 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-KINDS = ("none", "gaussian", "salt_and_pepper", "mask")
-# A step's corruption key is fold_in(fold_in(train_key, step), this): a stream of its own,
-# so adding a corruption leaves the binarisation and reparameterisation noise unchanged.
-_STEP_SALT = 0xC0DE
-
-
-def step_key(train_key, step):
-  """The corruption key of one training step (independent of the step's other keys)."""
-  return jax.random.fold_in(jax.random.fold_in(train_key, step), _STEP_SALT)
+# name -> what it does to an image x in [0, 1] with its level (config.data.corruption).
+CORRUPTIONS = {
+    "none": "x unchanged",
+    "gaussian": "x + level * n, n ~ N(0, 1), clipped to [0, 1]",
+    "salt_and_pepper": "each pixel with probability level/2 set to 0, with level/2 set to 1",
+    "mask": "each pixel with probability level set to 0",
+}
+KINDS = tuple(CORRUPTIONS)
 
 
 def draw_noise(kind: str, key, shape, uniform: Callable = jax.random.uniform):

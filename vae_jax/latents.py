@@ -1,4 +1,7 @@
-"""Using a trained model outside the training step: encode, reconstruct, sample."""
+"""A trained model applied outside the training step: encode images to latent means, decode
+latents to mean images, reconstruct, and sample. Images are uint8 (as datasets hold them) or
+floats in [0, 1] (e.g. corrupted inputs); everything runs at float32 matmul precision.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from vae_jax import likelihoods
-
-
-def merge(graphdef, params, rest):
-  return nnx.merge(graphdef, params, rest)
+from vae_jax import decoder_likelihoods
 
 
 @nnx.jit
@@ -21,28 +20,35 @@ def _encode_means(model, x):
 
 @nnx.jit
 def _decode_means(model, z):
-  return likelihoods.mean(model.likelihood, model.decode(z))
+  return decoder_likelihoods.mean(model.likelihood, model.decode(z))
 
 
-def encode_means(model, images_u8: np.ndarray, batch: int = 2000) -> np.ndarray:
-  """Latent means (the AE's z) of uint8 images, in batches: (N, Z)."""
+def _as_float(images) -> jax.Array:
+  """uint8 images -> floats in [0, 1]; float images are taken as they are."""
+  if np.asarray(images).dtype == np.uint8:
+    return jnp.asarray(images, jnp.float32) / 255.0
+  return jnp.asarray(images, jnp.float32)
+
+
+def encode_means(model, images, batch: int = 2000) -> np.ndarray:
+  """Latent means (the AE's z) of uint8 or [0, 1] float images, in batches: (N, Z)."""
   out = []
   with jax.default_matmul_precision("float32"):
-    for i in range(0, len(images_u8), batch):
-      x = jnp.asarray(images_u8[i:i + batch], jnp.float32) / 255.0
-      out.append(np.asarray(_encode_means(model, x)))
+    for i in range(0, len(images), batch):
+      out.append(np.asarray(_encode_means(model, _as_float(images[i:i + batch]))))
   return np.concatenate(out)
 
 
-def decode_means(model, z: np.ndarray) -> np.ndarray:
+def decode_means(model, z) -> np.ndarray:
   """Mean images E[x|z] in [0, 1]: (N, H, W, C)."""
   with jax.default_matmul_precision("float32"):
     return np.asarray(_decode_means(model, jnp.asarray(z, jnp.float32)))
 
 
-def reconstruct(model, images_u8: np.ndarray) -> np.ndarray:
-  """Decoded latent means: the model's deterministic reconstruction."""
-  return decode_means(model, encode_means(model, images_u8))
+def reconstruct(model, images, batch: int = 2000) -> np.ndarray:
+  """Decoded latent means of uint8 or float images: the model's deterministic reconstruction."""
+  return np.concatenate([decode_means(model, encode_means(model, images[i:i + batch], batch))
+                         for i in range(0, len(images), batch)])
 
 
 def prior_samples(model, key, n: int, train_images_u8: np.ndarray | None = None) -> np.ndarray:

@@ -1,8 +1,5 @@
 """Figures of trained models: samples, latent manifolds, latent scatters, interpolations, and
 AE vs VAE side by side. PNG files (matplotlib, no display needed).
-
-Reconstructions are `plots.save_reconstructions`. The sweep figures (rate-distortion plane,
-latent-size curves) live in `sweep_figures.py` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -14,29 +11,14 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from vae_jax import inference, plots
-from vae_jax.plots import plt, save_reconstructions  # noqa: F401  (plots sets the Agg backend)
-from vae_jax.sweep_figures import plot_latent_size, plot_rate_distortion, read_sweep_csv  # noqa: F401
+from vae_jax import latents
+from vae_jax.analysis import probes
+from vae_jax.figures import grids
+from vae_jax.figures.grids import plt, save_figure
 
 VAE_GRID_QUANTILES = (0.05, 0.95)  # the VAE manifold spans these prior quantiles per axis
 AE_GRID_PERCENTILES = (1.0, 99.0)  # the AE manifold spans these percentiles of its latents
 _DIGIT_COLORS = plt.get_cmap("tab10")
-
-
-def pca(x_NxD: np.ndarray, num_components: int = 2):
-  """Principal components by SVD of the centred data.
-
-  Returns (projections (N, k), components (k, D) with unit rows, explained-variance ratios
-  (k,)). Each component's sign is fixed so its largest-magnitude entry is positive.
-  """
-  x = np.asarray(x_NxD, np.float64)
-  centred = x - x.mean(0)
-  _, s, vt = np.linalg.svd(centred, full_matrices=False)
-  comps = vt[:num_components]
-  signs = np.sign(comps[np.arange(len(comps)), np.argmax(np.abs(comps), axis=1)])
-  comps = comps * signs[:, None]
-  var = s**2
-  return centred @ comps.T, comps, var[:num_components] / var.sum()
 
 
 def manifold_axes(kind: str, n: int = 10, latents_Nx2: np.ndarray | None = None):
@@ -57,12 +39,12 @@ def manifold_axes(kind: str, n: int = 10, latents_Nx2: np.ndarray | None = None)
 def decode_manifold(model, z1: np.ndarray, z2: np.ndarray) -> np.ndarray:
   """Mean images on the grid, row-major with z2 decreasing down the rows (as on a plot)."""
   zz = np.array([[a, b] for b in z2[::-1] for a in z1], np.float32)
-  return inference.decode_means(model, zz)
+  return latents.decode_means(model, zz)
 
 
 def _draw_grid(ax, images, z1, z2, title):
   n1, n2 = len(z1), len(z2)
-  canvas = plots.tile(images, n1)
+  canvas = grids.tile(images, n1)
   h, w = images.shape[1:3]
   ax.imshow(canvas[..., 0] if canvas.shape[-1] == 1 else canvas, cmap="gray", vmin=0, vmax=1,
             interpolation="nearest")
@@ -75,12 +57,13 @@ def _draw_grid(ax, images, z1, z2, title):
   ax.set_title(title, fontsize=10)
 
 
-def _draw_scatter(ax, latents, labels, title, box=None):
-  latents = np.asarray(latents)
-  if latents.shape[1] == 2:
-    xy, names = latents, ("$z_1$", "$z_2$")
+def _draw_scatter(ax, codes, labels, title, box=None):
+  codes = np.asarray(codes)
+  if codes.shape[1] == 2:
+    xy, names = codes, ("$z_1$", "$z_2$")
   else:
-    xy, _, ratio = pca(latents)
+    mean, comps, ratio = probes.pca(codes, 2)
+    xy = probes.pca_transform(codes, mean, comps)
     names = tuple(f"PC {i + 1} ({100 * r:.0f}% of variance)" for i, r in enumerate(ratio))
     box = None
   for d in np.unique(labels):
@@ -103,20 +86,20 @@ def _model_name(model) -> str:
 
 def save_samples(path, model, key, n: int = 64, train_images_u8=None) -> str:
   """Decoded prior samples (VAE: N(0, I); AE: a Gaussian fitted to training latents)."""
-  samples = inference.prior_samples(model, key, n, train_images_u8)
+  samples = latents.prior_samples(model, key, n, train_images_u8)
   what = "prior N(0, I)" if model.kind == "vae" else "Gaussian fitted to training latents"
-  return plots.save_grid(path, samples, int(np.ceil(np.sqrt(n))),
+  return grids.save_grid(path, samples, int(np.ceil(np.sqrt(n))),
                          f"{_model_name(model)} samples: decoded z ~ {what}")
 
 
-def save_manifold(path, model, latents=None, n: int = 10) -> str:
+def save_manifold(path, model, codes=None, n: int = 10) -> str:
   """The n x n grid of decoded latents of a 2-D model (see `manifold_axes`)."""
   if model.latent_dim != 2:
     raise ValueError(f"the manifold needs a 2-D latent space (latent_dim={model.latent_dim})")
-  z1, z2 = manifold_axes(model.kind, n, latents)
+  z1, z2 = manifold_axes(model.kind, n, codes)
   fig, ax = plt.subplots(figsize=(6.2, 6.4))
   _draw_grid(ax, decode_manifold(model, z1, z2), z1, z2, _manifold_title(model))
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def _manifold_title(model) -> str:
@@ -125,24 +108,24 @@ def _manifold_title(model) -> str:
   return "AE latent manifold: 1st ... 99th percentile of its latents"
 
 
-def save_latent_scatter(path, latents, labels, title: str = "Test latents (posterior means)") -> str:
+def save_latent_scatter(path, codes, labels, title: str = "Test latents (posterior means)") -> str:
   """Each image's latent (mean) coloured by its digit; PCA to 2-D when the latent is larger."""
   fig, ax = plt.subplots(figsize=(6.4, 5.2))
-  _draw_scatter(ax, latents, np.asarray(labels), title)
-  return _save(fig, path)
+  _draw_scatter(ax, codes, np.asarray(labels), title)
+  return save_figure(fig, path)
 
 
 def save_interpolations(path, model, images_a_u8, images_b_u8, steps: int = 10,
                         labels: Sequence[str] | None = None) -> str:
   """Rows: image a, `steps` decodings of the straight latent line from a to b, image b."""
-  za = inference.encode_means(model, images_a_u8)
-  zb = inference.encode_means(model, images_b_u8)
+  za = latents.encode_means(model, images_a_u8)
+  zb = latents.encode_means(model, images_b_u8)
   t = np.linspace(0.0, 1.0, steps)[None, :, None]
   z = (1 - t) * za[:, None] + t * zb[:, None]
-  dec = inference.decode_means(model, z.reshape(-1, z.shape[-1])).reshape(
+  dec = latents.decode_means(model, z.reshape(-1, z.shape[-1])).reshape(
       len(za), steps, *images_a_u8.shape[1:])
   rows = np.concatenate([images_a_u8[:, None] / 255.0, dec, images_b_u8[:, None] / 255.0], 1)
-  return plots.save_grid(path, rows.reshape(-1, *rows.shape[2:]), steps + 2,
+  return grids.save_grid(path, rows.reshape(-1, *rows.shape[2:]), steps + 2,
                          f"{_model_name(model)} interpolations: input, decoded line in z, input",
                          list(labels) if labels is not None else None)
 
@@ -151,7 +134,7 @@ def save_ae_vs_vae(path, ae_model, vae_model, test_images_u8, test_labels, n: in
   """Top: both test-latent scatters; bottom: both manifold grids (2-D latents)."""
   fig, axes = plt.subplots(2, 2, figsize=(12.5, 11.5))
   for col, model in enumerate((ae_model, vae_model)):
-    lat = inference.encode_means(model, test_images_u8)
+    lat = latents.encode_means(model, test_images_u8)
     z1, z2 = manifold_axes(model.kind, n, lat)
     name = _model_name(model)
     _draw_scatter(axes[0, col], lat, np.asarray(test_labels),
@@ -159,7 +142,7 @@ def save_ae_vs_vae(path, ae_model, vae_model, test_images_u8, test_labels, n: in
                   box=((z1[0], z1[-1]), (z2[0], z2[-1])))
     _draw_grid(axes[1, col], decode_manifold(model, z1, z2), z1, z2, _manifold_title(model))
   fig.suptitle("AE vs VAE with a 2-D latent space (MNIST test set)", fontsize=13)
-  return _save(fig, path, dpi=90)  # 1.1k x 1k pixels: readable, a few hundred KB
+  return save_figure(fig, path, dpi=90)  # 1.1k x 1k pixels: readable, a few hundred KB
 
 
 def interpolation_pairs(labels, digit_pairs=((0, 6), (1, 7), (2, 3), (4, 9), (5, 8), (3, 8))):
@@ -178,7 +161,7 @@ def save_latent_figures(workdir, model, test_images_u8, test_labels) -> dict[str
   """A finished run's latent figures in `workdir`: latents.png (scatter; PCA above 2-D) and,
   for a 2-D latent space, manifold.png. Returns {name: path} for the run's image log."""
   workdir = pathlib.Path(workdir)
-  lat = inference.encode_means(model, test_images_u8)
+  lat = latents.encode_means(model, test_images_u8)
   what = "posterior means" if model.kind == "vae" else "z = f(x)"
   paths = {"latents": save_latent_scatter(
       workdir / "latents.png", lat, np.asarray(test_labels),
@@ -186,10 +169,3 @@ def save_latent_figures(workdir, model, test_images_u8, test_labels) -> dict[str
   if model.latent_dim == 2:
     paths["manifold"] = save_manifold(workdir / "manifold.png", model, lat)
   return paths
-
-
-def _save(fig, path, dpi: int = 110) -> str:
-  fig.tight_layout()
-  fig.savefig(path, dpi=dpi)
-  plt.close(fig)
-  return os.fspath(path)

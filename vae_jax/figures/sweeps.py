@@ -1,81 +1,20 @@
-"""Sweep figures from the rows of DIR/sweep.csv: the beta rate-distortion plane and the
-latent-size curves. Each takes a list of row dicts (override keys such as "beta",
-"model.latent_dim", "model.name", "seed", and final metrics such as "test/rec", "test/kl",
-"test/neg_elbo") and writes one PNG. Rows that differ only in "seed" are replicates: they
-are drawn as one point, mean +- standard deviation.
+"""Sweep figures from the rows of DIR/sweep.csv: the beta rate-distortion plane, the latent-size
+curves and AE vs VAE in 2-D; `sweep_figures` picks them by what the sweep varies. Each plot
+takes a list of row dicts (override keys such as "beta", "model.latent_dim", "model.name",
+"seed", and final metrics such as "test/rec", "test/kl", "test/neg_elbo") and writes one PNG.
+Rows that differ only in "seed" are replicates: they are drawn as one point, mean +- std.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import os
-from typing import Any, Iterable
+import pathlib
 
 import numpy as np
 
-from vae_jax.plots import plt
-
-# Columns that describe a member's bookkeeping, not a hyperparameter it was trained with.
-NON_OVERRIDE_COLUMNS = frozenset({
-    "member", "name", "workdir", "dir", "path", "status", "state", "epochs", "steps", "failed",
-    "error", "members_trained_together", "group", "run_id", "index"})
-REPLICATE_KEY = "seed"
-
-
-def _parse(v: Any) -> Any:
-  if not isinstance(v, str):
-    return v
-  s = v.strip()
-  for cast in (int, float):
-    try:
-      return cast(s)
-    except ValueError:
-      pass
-  return {"True": True, "False": False, "": None}.get(s, s)
-
-
-def read_sweep_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
-  """DIR/sweep.csv as a list of dicts, numbers parsed."""
-  with open(path, newline="") as f:
-    return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
-
-
-def override_keys(rows: Iterable[dict]) -> list[str]:
-  """Columns that are hyperparameters: not metrics ("test/...") and not bookkeeping."""
-  keys: dict[str, None] = {}
-  for r in rows:
-    for k in r:
-      if "/" not in k and k not in NON_OVERRIDE_COLUMNS:
-        keys[k] = None
-  return list(keys)
-
-
-def group_replicates(rows: list[dict], metrics: Iterable[str]) -> list[dict[str, Any]]:
-  """One entry per setting of every override key but the seed.
-
-  Returns dicts holding those keys, "n" (replicates), and for each metric m present
-  "m" (mean) and "m:std" (standard deviation across seeds; 0 for one replicate).
-  """
-  keys = [k for k in override_keys(rows) if k != REPLICATE_KEY]
-  groups: dict[tuple, list[dict]] = {}
-  for r in rows:
-    groups.setdefault(tuple(repr(r.get(k)) for k in keys), []).append(r)
-  out = []
-  for members in groups.values():
-    g = {k: members[0].get(k) for k in keys}
-    g["n"] = len(members)
-    for m in metrics:
-      vals = np.array([float(r[m]) for r in members if _is_number(r.get(m))])
-      if len(vals):
-        g[m], g[m + ":std"] = float(vals.mean()), float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
-    out.append(g)
-  return out
-
-
-def _is_number(v) -> bool:
-  return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
+from vae_jax.figures.grids import plt, save_figure
+from vae_jax.sweep_table import group_replicates, is_number
 
 def _fmt(v) -> str:
   return f"{v:g}" if isinstance(v, float) else str(v)
@@ -137,7 +76,7 @@ def plot_rate_distortion(rows: list[dict], path: str | os.PathLike, *,
   if any(l for l in ax.get_legend_handles_labels()[1]):
     ax.legend(fontsize=8, frameon=False)
   ax.grid(alpha=0.3)
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
 def _nice_levels(lo: float, hi: float, count: int = 12) -> list[float]:
@@ -153,7 +92,7 @@ def plot_latent_size(rows: list[dict], path: str | os.PathLike, *,
   """Test reconstruction NLL and -ELBO (and the IWAE NLL when present) against latent size,
   one panel per model kind (AE, VAE), sharing the y axis."""
   metrics = ("test/rec", "test/neg_elbo", "test/nll")
-  groups = [g for g in group_replicates(rows, metrics) if _is_number(g.get(size_key))]
+  groups = [g for g in group_replicates(rows, metrics) if is_number(g.get(size_key))]
   if not groups:
     raise ValueError(f"no rows with a numeric {size_key!r}")
   kinds = sorted({str(g.get(kind_key, "model")) for g in groups}, key=lambda k: (k != "ae", k))
@@ -179,11 +118,28 @@ def plot_latent_size(rows: list[dict], path: str | os.PathLike, *,
     ax.legend(fontsize=8, frameon=False)
   axes[0, 0].set_ylabel("nats / test image")
   fig.suptitle("Test reconstruction and likelihood against latent size", fontsize=11)
-  return _save(fig, path)
+  return save_figure(fig, path)
 
 
-def _save(fig, path) -> str:
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return os.fspath(path)
+def sweep_figures(workdir: pathlib.Path, rows, keys) -> list[str]:
+  """The sweep's comparison figure(s), chosen by what it sweeps."""
+  done = [r for r in rows if r.get("status") == "finished"]
+  paths = []
+  if not done:
+    return paths
+  if "beta" in keys:
+    paths.append(plot_rate_distortion(done, workdir / "rate_distortion.png"))
+  # Latent size against test NLL only when it is what the sweep varies: a sweep that also
+  # changes, say, the objective (configs/iwae_table.py) would mix unlike models in one curve.
+  if "model.latent_dim" in keys and set(keys) <= {"model.latent_dim", "model.name", "seed"}:
+    paths.append(plot_latent_size(done, workdir / "latent_size.png"))
+  names = {r.get("model.name"): r["member"] for r in done}
+  if keys == ["model.name"] and {"ae", "vae"} <= set(names):
+    from vae_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+    from vae_jax.figures.latents import save_ae_vs_vae  # pylint: disable=g-import-not-at-top
+    _, ae, ds = workdir_lib.load_run(workdir / names["ae"])
+    _, vae, _ = workdir_lib.load_run(workdir / names["vae"])
+    if ae.latent_dim == vae.latent_dim == 2:
+      paths.append(save_ae_vs_vae(workdir / "ae_vs_vae.png", ae, vae, ds.test_images,
+                                          ds.test_labels))
+  return paths

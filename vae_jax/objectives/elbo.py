@@ -1,5 +1,5 @@
-"""Objectives: rec + beta * KL for the VAE, rec for the AE, with every part reported; the
-k-sample ELBO and the importance-weighted bound (IWAE; Burda et al., 2016).
+"""The ELBO family: rec + beta * KL for the VAE (rec for the AE), the k-sample ELBO and the
+importance-weighted bound (IWAE; Burda et al., 2016), with every part reported.
 
 Per-image sums over pixels and latent dimensions, means over the batch, all in nats.
 
@@ -16,53 +16,17 @@ the ELBO keeps the analytic KL at any k (same expectation as the Monte Carlo log
 variance); a two-layer model has no closed-form KL, so its ELBO uses the sampled log weights.
 
 `log_weight_terms` is the single place where the log importance weights are computed: the
-training objectives here and the test log-likelihood estimator (`likelihood.py`) both call it.
+training objectives here and the estimate of log p(x) (`marginal_likelihood.py`) both call it.
 """
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 
-from vae_jax import likelihoods
-
-_LOG_2PI = math.log(2 * math.pi)
-
-
-def gaussian_kl(mean_BxZ, logvar_BxZ):
-  """KL(N(mean, diag(exp(logvar))) || N(0, I)) per latent dimension: shape (B, Z)."""
-  return 0.5 * (jnp.exp(logvar_BxZ) + jnp.square(mean_BxZ) - 1.0 - logvar_BxZ)
-
-
-def reparameterize(mean_BxZ, logvar_BxZ, eps_BxZ):
-  """z = mean + sigma * eps, with eps ~ N(0, I) drawn by the caller from an explicit key."""
-  return mean_BxZ + jnp.exp(0.5 * logvar_BxZ) * eps_BxZ
-
-
-def kl_weight(beta, kl_warmup_steps, step):
-  """beta, scaled linearly from 0 over the first `kl_warmup_steps` steps (0 = no warm-up)."""
-  warm = jnp.where(kl_warmup_steps > 0,
-                   jnp.minimum(1.0, step / jnp.maximum(kl_warmup_steps, 1)), 1.0)
-  return beta * warm
-
-
-def standard_normal_log_prob(z_SxBxZ):
-  """log N(z; 0, I) summed over the last axis."""
-  return -0.5 * jnp.sum(jnp.square(z_SxBxZ) + _LOG_2PI, axis=-1)
-
-
-def normal_log_prob(z_SxBxZ, mean_SxBxZ, logvar_SxBxZ):
-  """log N(z; mean, diag(exp(logvar))) summed over the last axis."""
-  return -0.5 * jnp.sum(jnp.square(z_SxBxZ - mean_SxBxZ) * jnp.exp(-logvar_SxBxZ) + logvar_SxBxZ
-                        + _LOG_2PI, axis=-1)
-
-
-def log_q_of_eps(eps_SxBxZ, logvar_BxZ):
-  """log N(z; mean, diag(exp(logvar))) at z = mean + sigma * eps, computed from eps itself:
-  (z - mean) / sigma = eps exactly, with no cancellation."""
-  return -0.5 * jnp.sum(jnp.square(eps_SxBxZ) + logvar_BxZ + _LOG_2PI, axis=-1)
+from vae_jax import decoder_likelihoods
+from vae_jax.objectives.gaussian import (gaussian_kl, kl_weight, log_mean_exp, log_q_of_eps,
+                                         normal_log_prob, reparameterize, standard_normal_log_prob)
 
 
 def log_weight_terms(model, q, x_target, eps_SxBxE):
@@ -98,16 +62,21 @@ def log_weight_terms(model, q, x_target, eps_SxBxE):
   s, b = z1.shape[:2]
   out = model.decode(z1.reshape(s * b, z1_dim)).reshape(s, b, *x_target.shape[1:])
   # vmap over samples broadcasts x instead of materialising k copies (2x faster on CPU).
-  nll_S = jax.vmap(lambda o: likelihoods.nll(model.likelihood, o, model.log_scale[...], x_target))
+  nll_S = jax.vmap(lambda o: decoder_likelihoods.nll(model.likelihood, o, model.log_scale[...], x_target))
   return -nll_S(out), log_prior, log_q
 
 
-def log_mean_exp(a, axis=0):
-  """log (1/n) sum exp(a) along `axis`, stable for any scale of a."""
-  return jax.nn.logsumexp(a, axis=axis) - math.log(a.shape[axis])
+def elbo_loss(model, x_in, x_target, eps, hparams, ctx):
+  """The ELBO objective (`config.objective = "elbo"`): see `_loss`."""
+  return _loss(model, x_in, x_target, eps, hparams, ctx.step, iwae=False)
 
 
-def loss_fn(model, x_in, x_target, eps, hparams, step, objective: str = "elbo"):
+def iwae_loss(model, x_in, x_target, eps, hparams, ctx):
+  """The importance-weighted objective (`config.objective = "iwae"`): see `_loss`."""
+  return _loss(model, x_in, x_target, eps, hparams, ctx.step, iwae=True)
+
+
+def _loss(model, x_in, x_target, eps, hparams, step, *, iwae: bool):
   """Training objective for one batch.
 
   Args:
@@ -118,7 +87,7 @@ def loss_fn(model, x_in, x_target, eps, hparams, step, objective: str = "elbo"):
       one sample per image, (K, B, E) for K; E = model.noise_dim.
     hparams: dict with "beta", "kl_warmup_steps", "free_bits" (scalars, may be traced).
     step: the global step (for the KL warm-up).
-    objective: "elbo" or "iwae" (see the module docstring); the same for K = 1.
+    iwae: the importance-weighted bound instead of the ELBO (the same for K = 1).
 
   Returns:
     (loss, metrics) with metrics "loss", "rec", "kl", "neg_elbo", each a batch mean (over the
@@ -126,7 +95,7 @@ def loss_fn(model, x_in, x_target, eps, hparams, step, objective: str = "elbo"):
   """
   if model.kind == "ae" or (eps.ndim == 2 and model.stochastic_layers == 1):
     return _one_sample_loss(model, x_in, x_target, eps, hparams, step)
-  return _sampled_loss(model, x_in, x_target, eps, hparams, step, objective)
+  return _sampled_loss(model, x_in, x_target, eps, hparams, step, iwae)
 
 
 def _one_sample_loss(model, x_in, x_target, eps_BxZ, hparams, step):
@@ -139,7 +108,7 @@ def _one_sample_loss(model, x_in, x_target, eps_BxZ, hparams, step):
     z = mean
     kl_BxZ = jnp.zeros_like(mean)
   out = model.decode(z)
-  rec = jnp.mean(likelihoods.nll(model.likelihood, out, model.log_scale[...], x_target))
+  rec = jnp.mean(decoder_likelihoods.nll(model.likelihood, out, model.log_scale[...], x_target))
   kl_per_dim = jnp.mean(kl_BxZ, axis=0)
   kl = jnp.sum(kl_per_dim)
   # Free bits (Kingma et al., 2016): each dimension's batch-mean KL is charged at least
@@ -151,7 +120,7 @@ def _one_sample_loss(model, x_in, x_target, eps_BxZ, hparams, step):
   return loss, {"loss": loss, "rec": rec, "kl": kl, "neg_elbo": rec + kl}
 
 
-def _sampled_loss(model, x_in, x_target, eps, hparams, step, objective):
+def _sampled_loss(model, x_in, x_target, eps, hparams, step, iwae):
   """The k-sample ELBO or IWAE bound (any k), and the two-layer ELBO, from the log weights."""
   q = model.encode(x_in)
   eps_KxBxE = eps if eps.ndim == 3 else eps[None]
@@ -167,7 +136,7 @@ def _sampled_loss(model, x_in, x_target, eps, hparams, step, objective):
   else:  # validation rejects free bits here: there is no per-dimension KL to floor
     kl = -jnp.mean(log_ratio_KxB)
     kl_charged = kl
-  if objective == "iwae" and k > 1:
+  if iwae and k > 1:
     loss = -jnp.mean(log_mean_exp(log_lik_KxB + weight * log_ratio_KxB, axis=0))
   else:
     loss = rec + weight * kl_charged
@@ -181,8 +150,8 @@ def eval_metrics(model, x, eps_BxE, beta):
   """Per-image test metrics (B,) for a fixed beta: rec, kl, neg_elbo and loss = rec + beta kl.
 
   One sample per image whatever the training objective; the k-sample bounds on the test split
-  are `likelihood.py`'s (test/nll, and test/neg_iwae at the training k, added by
-  `step.build_evaluate`). A two-layer model's kl is the sampled log q - log p.
+  are `marginal_likelihood.py`'s (test/nll, and test/neg_iwae at the training k, added by
+  `step.build_test_metrics`). A two-layer model's kl is the sampled log q - log p.
   """
   if model.kind == "vae" and model.stochastic_layers == 2:
     log_lik, log_prior, log_q = log_weight_terms(model, model.encode(x), x, eps_BxE[None])
@@ -194,6 +163,6 @@ def eval_metrics(model, x, eps_BxE, beta):
     kl = jnp.sum(gaussian_kl(mean, logvar), axis=-1)
   else:
     z, kl = mean, jnp.zeros(mean.shape[:1], mean.dtype)
-  rec = likelihoods.nll(model.likelihood, model.decode(z), model.log_scale[...], x)
+  rec = decoder_likelihoods.nll(model.likelihood, model.decode(z), model.log_scale[...], x)
   loss = rec + beta * kl if model.kind == "vae" else rec
   return {"loss": loss, "rec": rec, "kl": kl, "neg_elbo": rec + kl}

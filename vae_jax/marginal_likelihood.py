@@ -14,8 +14,8 @@ the same function the training objectives use, so training and evaluation cannot
 on what a log weight is; `gaussian_latent_model` builds one from three densities, and the
 tests drive the core with a linear-Gaussian model whose log p(x) is known exactly.
 
-Noise is keyed per (image, sample): eps[n, i] = normal(fold_in(fold_in(key, n), i)), so the
-estimate is deterministic given the key and does not depend on the chunk sizes.
+Noise is keyed per (image, sample) (`rng.iwae_noise`), so the estimate is deterministic given
+the key (`rng.nll_key(seed)`) and does not depend on the chunk sizes.
 """
 
 from __future__ import annotations
@@ -30,10 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from vae_jax import objectives
+from vae_jax import objectives, rng
 
 ACTIVE_UNIT_THRESHOLD = 0.01  # Burda et al. (2016): Cov_x(E_q[z_d]) > 0.01 counts as active.
-_NLL_KEY_SALT = 0x1AE5  # The key of the test-NLL evaluation is fold_in(key(seed), this).
 
 standard_normal_log_prob = objectives.standard_normal_log_prob
 
@@ -71,13 +70,6 @@ def gaussian_latent_model(posterior: Callable, log_likelihood: Callable, latent_
   return LatentModel(encode=posterior, log_weights=log_weights, noise_dim=latent_dim)
 
 
-def noise(key, image_idx_B, sample_idx_S, latent_dim: int):
-  """eps (S, B, Z) for the given global image and sample indices (see the module docstring)."""
-  image_keys = jax.vmap(jax.random.fold_in, (None, 0))(key, image_idx_B)
-  one = lambda k, i: jax.random.normal(jax.random.fold_in(k, i), (latent_dim,))
-  return jax.vmap(lambda i: jax.vmap(lambda k: one(k, i))(image_keys))(sample_idx_S)
-
-
 def log_px_images(model: LatentModel, x, image_idx_B, key, num_samples, *, sample_chunk: int):
   """The k-sample estimate of log p(x) for a batch of images whose global indices are given.
 
@@ -91,7 +83,7 @@ def log_px_images(model: LatentModel, x, image_idx_B, key, num_samples, *, sampl
 
   def log_weights(c):
     sample_idx = c * sample_chunk + jnp.arange(sample_chunk)
-    eps = noise(key, image_idx_B, sample_idx, model.noise_dim)
+    eps = rng.iwae_noise(key, image_idx_B, sample_idx, model.noise_dim)
     lw_SxB = model.log_weights(x, q, eps)
     return jnp.where((sample_idx < num_samples)[:, None], lw_SxB, -jnp.inf)  # last chunk's pad
 
@@ -205,11 +197,6 @@ def autoencoder_latents(model) -> tuple[AutoEncoderLatents, Any]:
   return AutoEncoderLatents(graphdef), state
 
 
-def nll_key(seed: int):
-  """The key of the test-NLL evaluation of a run with this seed (train and CLI agree)."""
-  return jax.random.fold_in(jax.random.key(seed), _NLL_KEY_SALT)
-
-
 @nnx.jit
 def _posterior(model, x, key):
   """q(z1|x)'s (mean, logvar), and for two layers the mean of q(z2|z1) at one sample of z1."""
@@ -231,11 +218,11 @@ def posterior_stats(model, images_u8: np.ndarray, batch: int = 2000) -> dict[str
   Burda et al. count a deeper layer's units).
   """
   means, kls, tops = [], [], []
-  key = jax.random.key(0)
+  key = jax.random.key(rng.POSTERIOR_STATS_SEED)
   with jax.default_matmul_precision("float32"):
     for i in range(0, len(images_u8), batch):
       x = jnp.asarray(images_u8[i:i + batch], jnp.float32) / 255.0
-      mean, logvar, top = _posterior(model, x, jax.random.fold_in(key, i))
+      mean, logvar, top = _posterior(model, x, rng.chunk_key(key, i))
       means.append(np.asarray(mean, np.float64))
       kls.append(np.asarray(objectives.gaussian_kl(mean, logvar), np.float64))
       tops.append(None if top is None else np.asarray(top, np.float64))

@@ -1,0 +1,125 @@
+"""Helpers shared by the tests: a tiny config, a tiny fake dataset, launching the launcher, and
+reading a run's final parameters back."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+
+from configs import default
+from vae_jax import checkpoints, models, optim
+from vae_jax import data as data_lib
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def tiny_config(**overrides):
+  """A config small enough to train in well under a second per epoch on fake data."""
+  c = default.get_config()
+  c.num_epochs = 2
+  c.batch_size = 16
+  c.model.hidden_sizes = (32,)
+  c.model.latent_dim = 4
+  c.eval_batch_size = 32
+  c.checkpoint_every_epochs = 1
+  c.num_plot_images = 4
+  c.wandb.mode = "disabled"
+  c.data.name = "fake"
+  for k, v in overrides.items():
+    node = c
+    *parents, leaf = k.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = v
+  return c
+
+
+def fake_dataset(n_train=128, n_test=40, shape=(8, 8, 1), binarization="dynamic", seed=0):
+  """Ten binary-ish prototype images plus noise, with their labels: easy to learn."""
+  rng = np.random.default_rng(seed)
+  protos = np.where(np.random.default_rng(123).random((10, *shape)) < 0.5, 25.0, 230.0)
+
+  def make(n):
+    labels = rng.integers(0, 10, n).astype(np.int32)
+    imgs = np.clip(protos[labels] + rng.normal(0, 15, (n, *shape)), 0, 255).astype(np.uint8)
+    return imgs, labels
+
+  tx, ty = make(n_train)
+  vx, vy = make(n_test)
+  if binarization != "none":
+    vx = np.where(vx > 127, 255, 0).astype(np.uint8)
+  if binarization == "static":
+    tx = np.where(tx > 127, 255, 0).astype(np.uint8)
+  return data_lib.Dataset("fake", binarization, tx, ty, vx, vy, ("label",), (10,))
+
+
+def final_params(config, workdir, dataset):
+  """The parameters saved in the workdir's latest checkpoint, as numpy leaves."""
+  _, params, _ = models.init_params(config, dataset.image_shape)
+  tx = optim.direction(config.optimizer)
+  ckpt = checkpoints.Checkpointer(workdir, 2)
+  p, _ = ckpt.restore(ckpt.latest_epoch(), params, tx.init(params))
+  ckpt.close()
+  return [np.asarray(x) for x in jax.tree.leaves(p)]
+
+
+def launch(args, env=None, timeout=600):
+  """Runs launch.py in a subprocess; returns the CompletedProcess."""
+  full_env = {**os.environ, **(env or {})}
+  return subprocess.run([sys.executable, str(ROOT / "launch.py"), *args], cwd=ROOT, env=full_env,
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def write_fake_cache(cache_dir, name="fake", **kwargs):
+  """Stores a fake dataset where `data.load` looks for prepared splits, so the launcher and
+  the sweep runner use it exactly as they use a real one (no TensorFlow involved)."""
+  ds = fake_dataset(binarization="none", **kwargs)
+  folder = pathlib.Path(cache_dir) / name
+  folder.mkdir(parents=True, exist_ok=True)
+  np.savez(folder / "train.npz", images=ds.train_images, labels=ds.train_labels)
+  np.savez(folder / "test.npz", images=ds.test_images, labels=ds.test_labels)
+  return str(cache_dir)
+
+
+TINY_CONFIG_FILE = '''
+"""A tiny sweep over fake data, for tests."""
+from configs import default
+
+def get_config():
+  c = default.get_config()
+  c.num_epochs = 2
+  c.batch_size = 16
+  c.model.hidden_sizes = (32,)
+  c.model.latent_dim = 4
+  c.eval_batch_size = 32
+  c.num_plot_images = 4
+  c.wandb.mode = "disabled"
+  c.data.name = "fake"
+  c.data.cache_dir = {cache_dir!r}
+  return c
+
+def get_sweep():
+  return [{{"beta": b}} for b in (0.5, 1.0, 2.0)]
+'''
+
+
+def write_fake_dsprites(folder, sizes=(3, 2, 2, 4, 4)):
+  """A small stand-in for the released dSprites file in `folder` (a manual dir): every
+  combination of the first `sizes` values of each factor, rendered procedurally, in the
+  released order. Returns (images uint8 (N, 64, 64, 1), factors (N, 5))."""
+  from vae_jax.data import dsprites  # pylint: disable=g-import-not-at-top
+  factors = np.stack([g.reshape(-1) for g in np.meshgrid(*[np.arange(s) for s in sizes],
+                                                          indexing="ij")], 1).astype(np.int32)
+  images = dsprites.render(factors)
+  classes = np.concatenate([np.zeros((len(factors), 1), np.int64), factors], axis=1)
+  values = np.concatenate([np.ones((len(factors), 1))] + [
+      v[factors[:, d]][:, None] for d, v in enumerate(dsprites.factor_values())], axis=1)
+  pathlib.Path(folder).mkdir(parents=True, exist_ok=True)
+  np.savez(pathlib.Path(folder) / dsprites.RELEASED_FILENAME, imgs=images[..., 0] // 255,
+           latents_classes=classes, latents_values=values)
+  return images, factors

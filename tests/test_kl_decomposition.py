@@ -1,0 +1,149 @@
+"""The KL decomposition (Chen et al., 2018) against brute-force aggregate posteriors."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from vae_jax.objectives import kl_decomposition as kd
+
+
+def _log_normal(z, mean, logvar):
+  return -0.5 * (math.log(2 * math.pi) + logvar + (z - mean)**2 * np.exp(-logvar))
+
+
+def _logsumexp(a, axis):
+  m = np.max(a, axis=axis, keepdims=True)
+  return np.squeeze(m, axis) + np.log(np.sum(np.exp(a - m), axis=axis))
+
+
+def _brute_force(mean_NxZ, logvar_NxZ, z_BxZ):
+  """Exact log q(z) = log (1/N) Σ_n q(z|n) and log Π_d q(z_d) at each z, in float64."""
+  pair_BxNxZ = _log_normal(z_BxZ[:, None, :], mean_NxZ[None], logvar_NxZ[None])
+  n = len(mean_NxZ)
+  log_qz = _logsumexp(pair_BxNxZ.sum(-1), axis=1) - math.log(n)
+  log_prod = np.sum(_logsumexp(pair_BxNxZ, axis=1) - math.log(n), axis=-1)
+  return log_qz, log_prod
+
+
+def _posterior_batch(seed, b, z_dim, spread=1.0):
+  rng = np.random.default_rng(seed)
+  mean = rng.normal(size=(b, z_dim)) * spread
+  logvar = rng.normal(size=(b, z_dim)) * 0.3 - 0.5
+  z = mean + np.exp(0.5 * logvar) * rng.normal(size=(b, z_dim))
+  return mean, logvar, z
+
+
+@pytest.mark.parametrize("estimator", ["mss", "mws"])
+def test_terms_sum_to_the_kl_estimate(estimator):
+  mean, logvar, z = _posterior_batch(0, 16, 4)
+  out = {k: float(v) for k, v in kd.decompose(mean, logvar, z, 1000, estimator).items()}
+  assert set(out) == {"index_code_mi", "total_correlation", "dimwise_kl", "kl"}
+  total = out["index_code_mi"] + out["total_correlation"] + out["dimwise_kl"]
+  np.testing.assert_allclose(total, out["kl"], rtol=0, atol=1e-5)
+  # kl is the Monte Carlo E_q[log q(z|x) - log p(z)] on these samples.
+  mc = np.mean(np.sum(_log_normal(z, mean, logvar) - _log_normal(z, 0.0, 0.0), axis=-1))
+  np.testing.assert_allclose(out["kl"], mc, rtol=1e-5)
+
+
+def test_full_batch_against_brute_force():
+  # N = B = 3 data points, 2 latent dims: the batch is the whole dataset.
+  mean, logvar, z = _posterior_batch(1, 3, 2, spread=0.7)
+  exact_qz, exact_prod = _brute_force(mean, logvar, z)
+  log_qzx, log_qz, log_prod, log_pz = map(np.asarray, kd.log_qz_estimates(mean, logvar, z, 3,
+                                                                          "mws"))
+  np.testing.assert_allclose(log_qzx, _log_normal(z, mean, logvar).sum(-1), rtol=1e-5)
+  np.testing.assert_allclose(log_pz, _log_normal(z, 0.0, 0.0).sum(-1), rtol=1e-5)
+  # MWS with the batch = the dataset is exactly off by its constant: -log B per density.
+  np.testing.assert_allclose(log_qz, exact_qz - math.log(3), rtol=1e-5)
+  np.testing.assert_allclose(log_prod, exact_prod - 2 * math.log(3), rtol=1e-5)
+
+  # MSS with N = B is the mixture with weights 1/N (own), 1/(N(N-1)) (the next element, mod B)
+  # and 1/(N-1) (the rest): rows sum to 1, but it is not exactly q(z).
+  w = np.array([[1 / 3, 1 / 6, 1 / 2], [1 / 2, 1 / 3, 1 / 6], [1 / 6, 1 / 2, 1 / 3]])
+  np.testing.assert_allclose(np.exp(np.asarray(kd.log_importance_weights(3, 3))), w, rtol=1e-6)
+  pair = _log_normal(z[:, None, :], mean[None], logvar[None])
+  mss_qz = np.log(np.sum(w * np.exp(pair.sum(-1)), axis=1))
+  mss_prod = np.sum(np.log(np.sum(w[:, :, None] * np.exp(pair), axis=1)), axis=-1)
+  _, log_qz, log_prod, _ = map(np.asarray, kd.log_qz_estimates(mean, logvar, z, 3, "mss"))
+  np.testing.assert_allclose(log_qz, mss_qz, rtol=1e-5)
+  np.testing.assert_allclose(log_prod, mss_prod, rtol=1e-5)
+  assert np.max(np.abs(log_qz - exact_qz)) > 1e-3  # the weights are not uniform
+
+
+def test_mss_is_unbiased_for_q_over_the_stratified_batches():
+  # N = 4 points, batches of B = 3 holding n* first and two others drawn without replacement:
+  # averaged over all such ordered batches, the MSS estimate of q(z) (not log q) is exact.
+  n_data, b = 4, 3
+  mean, logvar, _ = _posterior_batch(2, n_data, 2, spread=0.8)
+  z_query = np.array([0.3, -0.4])
+  exact_qz, _ = _brute_force(mean, logvar, z_query[None])
+  for n_star in range(n_data):
+    others = [n for n in range(n_data) if n != n_star]
+    q_joint, q_dim0 = [], []
+    for rest in itertools.permutations(others, b - 1):
+      idx = [n_star, *rest]
+      zb = np.tile(z_query, (b, 1))  # only row 0 (the sample of n*) is read
+      _, lq, _, _ = kd.log_qz_estimates(mean[idx], logvar[idx], zb, n_data, "mss")
+      _, _, lp0, _ = kd.log_qz_estimates(mean[idx, :1], logvar[idx, :1], zb[:, :1], n_data,
+                                         "mss")
+      q_joint.append(np.exp(float(lq[0])))
+      q_dim0.append(np.exp(float(lp0[0])))
+    np.testing.assert_allclose(np.mean(q_joint), np.exp(exact_qz[0]), rtol=1e-5)
+    exact_dim0 = np.mean(np.exp(_log_normal(z_query[0], mean[:, 0], logvar[:, 0])))
+    np.testing.assert_allclose(np.mean(q_dim0), exact_dim0, rtol=1e-5)
+
+
+def _grid_posteriors(side, correlated):
+  """side**2 posteriors with means on a side x side grid (or on its diagonal), equal widths."""
+  vals = np.linspace(-1.5, 1.5, side)
+  if correlated:
+    m = np.linspace(-1.5, 1.5, side * side)
+    mean = np.stack([m, m], axis=1)
+  else:
+    mean = np.stack(np.meshgrid(vals, vals, indexing="ij"), -1).reshape(-1, 2)
+  logvar = np.full_like(mean, math.log(0.2**2))
+  z = mean + 0.2 * np.random.default_rng(3).normal(size=mean.shape)
+  return mean, logvar, z
+
+
+def test_total_correlation_vanishes_for_a_factorised_aggregate_posterior():
+  # Means on a grid with equal, diagonal posteriors: q(z) = q(z_1) q(z_2) exactly.
+  mean, logvar, z = _grid_posteriors(8, correlated=False)
+  n = len(mean)  # 64, the batch is the dataset
+  exact_qz, exact_prod = _brute_force(mean, logvar, z)
+  np.testing.assert_allclose(exact_qz, exact_prod, rtol=1e-9)  # the premise
+  mws = kd.decompose(mean, logvar, z, n, "mws")
+  # MWS's constants: TC comes out exactly (Z - 1) log B above the (here zero) truth.
+  np.testing.assert_allclose(float(mws["total_correlation"]), math.log(n), rtol=1e-4)
+  # MSS on a shuffled batch (as minibatches are; the (i, i + 1) weight then falls on a random
+  # other point rather than on a grid neighbour): close to zero.
+  perm = np.random.default_rng(0).permutation(n)
+  mss = kd.decompose(mean[perm], logvar[perm], z[perm], n, "mss")
+  assert abs(float(mss["total_correlation"])) < 0.05, mss
+  # The same points along a line (strongly dependent dims): a large TC.
+  mean_c, logvar_c, z_c = _grid_posteriors(8, correlated=True)
+  exact_qz_c, exact_prod_c = _brute_force(mean_c, logvar_c, z_c)
+  true_tc = float(np.mean(exact_qz_c - exact_prod_c))
+  tc_c = float(kd.decompose(mean_c[perm], logvar_c[perm], z_c[perm], n,
+                            "mss")["total_correlation"])
+  assert true_tc > 1.0
+  assert abs(tc_c - true_tc) < 0.1 * true_tc, (tc_c, true_tc)
+
+
+def test_jit_and_argument_checks():
+  mean, logvar, z = _posterior_batch(4, 8, 3)
+  eager = kd.decompose(mean, logvar, z, 500, "mss")
+  jitted = jax.jit(kd.decompose, static_argnums=(3, 4))(mean, logvar, z, 500, "mss")
+  for k in eager:
+    np.testing.assert_allclose(float(jitted[k]), float(eager[k]), rtol=1e-5)
+  with pytest.raises(ValueError):
+    kd.decompose(mean, logvar, z, 500, "exact")
+  with pytest.raises(ValueError):
+    kd.decompose(mean, logvar, z, 4, "mss")  # dataset smaller than the batch
+  with pytest.raises(ValueError):
+    kd.decompose(mean[:1], logvar[:1], z[:1], 500, "mss")

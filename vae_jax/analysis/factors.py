@@ -1,0 +1,67 @@
+"""A dataset's ground-truth factors as disentanglement_lib's metrics see them, and the metrics
+of a trained model: `disentanglement_metrics(model, dataset, ...)` -> "disentanglement/<name>".
+
+The representation is the posterior mean (an AE's code), as in Locatello et al. (2019). The
+observations of a factor combination are looked up in the training split, which for dSprites
+holds every combination exactly once (for a one-factor dataset such as MNIST each lookup picks
+one of the images of that label at random).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from vae_jax import latents
+from vae_jax.analysis import disentanglement
+from vae_jax.errors import UserError
+
+
+def factor_data(ds) -> disentanglement.FactorData:
+  """The `FactorData` of a dataset's training split (its labels as factor indices)."""
+  factors = ds.factors("train")
+  sizes = tuple(ds.factor_sizes) or tuple(int(m) + 1 for m in factors.max(0))
+  try:
+    lookup = disentanglement.factor_data_from_arrays(np.arange(len(factors)), factors, sizes,
+                                                     ds.factor_names)
+  except ValueError as e:
+    raise UserError(f"the disentanglement metrics need every factor combination of "
+                    f"{ds.name!r} in its training split ({e})") from None
+  return disentanglement.FactorData(
+      sizes, lambda f, rng: ds.images("train", lookup.observe(f, rng)), ds.factor_names)
+
+
+def representation(model):
+  """images -> posterior means (N, Z), float32 matmuls, in batches."""
+  return lambda images: latents.encode_means(model, images)
+
+
+def disentanglement_metrics(model, ds, *, seed: int = 0, sample_scale: float = 1.0) -> dict:
+  """The nine metrics of `disentanglement.compute_all` as "disentanglement/<name>", plus the
+  settings and wall time they were computed with."""
+  t0 = time.perf_counter()
+  scores = disentanglement.compute_all(factor_data(ds), representation(model), seed,
+                                       num_samples_scale=sample_scale)
+  out = {f"disentanglement/{k}": v for k, v in scores.items()}
+  out.update({"disentanglement/seed": seed, "disentanglement/sample_scale": float(sample_scale),
+              "disentanglement/seconds": time.perf_counter() - t0})
+  return out
+
+
+def factor_traversal_images(ds, base_index: int = 0) -> dict:
+  """{factor name: (values, uint8 images)}: training images that differ from image
+  `base_index` in one factor alone, over all of that factor's values (for
+  `figures.traversals.save_factor_traversals`). Factors without such a full set are left out."""
+  factors = ds.factors("train")
+  sizes = tuple(ds.factor_sizes)
+  row_of = np.full(int(np.prod(sizes)), -1, np.int64)  # grid cell -> a training row in it
+  row_of[np.ravel_multi_index(tuple(factors.T), sizes)] = np.arange(len(factors))
+  out = {}
+  for d, (name, size) in enumerate(zip(ds.factor_names, sizes)):
+    grid = np.repeat(factors[base_index][None], size, 0)
+    grid[:, d] = np.arange(size)
+    rows = row_of[np.ravel_multi_index(tuple(grid.T), sizes)]
+    if (rows >= 0).all():
+      out[name] = (np.arange(size), ds.images("train", rows))
+  return out

@@ -1,0 +1,125 @@
+"""Datasets: whole splits as host uint8 arrays, labelled with their ground-truth factors.
+
+`load(config.data)` returns a `Dataset`. `config.data.name` is a built-in dataset
+(`BUILTIN`: "dsprites", rendered procedurally or read from the released file, `dsprites.py`)
+or any TFDS image dataset with `image` and `label` features (prepared once, cached as .npz:
+`tfds.py`). Pixel values stay uint8 (or bit-packed, for binary sets too large for the device
+as bytes) until a batch is gathered on device (`batches.py`), where they become the floats the
+model sees. `binarization` names what happens to the grey levels (`BINARIZATIONS`).
+
+Labels are ground-truth factors: a vector of factor indices per image, (N, F), with the
+factors' names and sizes on the dataset; a classification dataset such as MNIST is the
+one-factor case, its labels kept as (N,) digits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from vae_jax import rng
+from vae_jax.data import dsprites, tfds
+from vae_jax.data.paths import resolve_cache_dir, resolve_manual_dir, resolve_tfds_dir  # noqa: F401
+from vae_jax.errors import UserError
+
+# name -> what the split-level preparation does to the grey levels; "dynamic" draws a fresh
+# Bernoulli sample of the training images every step (`batches.py`), and binarises the test
+# split once with rng.TEST_BINARIZATION_SEED, so every evaluation of every run sees the
+# same binary test set.
+BINARIZATIONS = {
+    "dynamic": "x ~ Bernoulli(pixel / 255), drawn anew every time a training image is used",
+    "static": "x = pixel > 127, fixed",
+    "none": "grey levels in [0, 1]",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """Both splits as host uint8 arrays of shape (N, H, W, C), with their factor labels.
+
+  For "static" binarisation both splits hold {0, 255}; for "dynamic" the test split holds
+  {0, 255} (binarised once) and the train split the raw grey levels. Labels are int32, (N,)
+  for one factor or (N, F); `factor_names` and `factor_sizes` describe their columns.
+  """
+  name: str
+  binarization: str
+  train_images: np.ndarray
+  train_labels: np.ndarray
+  test_images: np.ndarray
+  test_labels: np.ndarray
+  factor_names: tuple[str, ...] = ("label",)
+  factor_sizes: tuple[int, ...] = ()
+  packed_shape: tuple[int, int, int] | None = None
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return tuple(self.packed_shape or self.train_images.shape[1:])
+
+  def images(self, split: str, index=slice(None)) -> np.ndarray:
+    """uint8 images (n, H, W, C) of a split (`index` picks rows), unpacked if need be."""
+    if split == "test":
+      return self.test_images[index]
+    rows = self.train_images[index]
+    if self.packed_shape is None:
+      return rows
+    bits = np.unpackbits(rows, axis=-1)[..., :int(np.prod(self.packed_shape))]
+    return (bits * np.uint8(255)).reshape(-1, *self.packed_shape)
+
+  def factors(self, split: str) -> np.ndarray:
+    """The split's labels as factor indices, always (N, F)."""
+    labels = self.test_labels if split == "test" else self.train_labels
+    return labels.reshape(len(labels), -1)
+
+
+def _load_dsprites(data_config) -> Dataset:
+  """dSprites: every image trains (as in disentanglement_lib); the fixed subset
+  `dsprites.test_indices()` is the test split for the ELBO. Binary already: no binarisation
+  changes it."""
+  if len(data_config.exclude_labels):
+    raise UserError(f"config.data.exclude_labels={tuple(data_config.exclude_labels)!r} is "
+                    "invalid for 'dsprites': expected () (its labels are five factors, not one "
+                    "class)")
+  packed, factors = dsprites.load(resolve_cache_dir(data_config), resolve_manual_dir(data_config))
+  if len(packed) == dsprites.NUM_IMAGES:
+    test = dsprites.test_indices()
+  else:  # a smaller file than the release (tests): every tenth image
+    test = np.arange(0, len(packed), 10)
+  return Dataset("dsprites", data_config.binarization, packed, factors,
+                 dsprites.unpack(packed[test]), factors[test], dsprites.FACTOR_NAMES,
+                 dsprites.FACTOR_SIZES, packed_shape=dsprites.IMAGE_SHAPE)
+
+
+# Datasets that need no TFDS: name -> loader(config.data). Any other name is a TFDS dataset.
+BUILTIN = {"dsprites": _load_dsprites}
+
+
+def load(data_config) -> Dataset:
+  """Loads both splits of a built-in or TFDS dataset. For TFDS: applies the split-level part
+  of the binarisation and removes `data_config.exclude_labels` from the train split (the test
+  split stays whole)."""
+  if data_config.name in BUILTIN:
+    return BUILTIN[data_config.name](data_config)
+  train_x, train_y = tfds.load_split(data_config, "train")
+  test_x, test_y = tfds.load_split(data_config, "test")
+  b = data_config.binarization
+  if b == "static":
+    train_x = np.where(train_x > 127, 255, 0).astype(np.uint8)
+    test_x = np.where(test_x > 127, 255, 0).astype(np.uint8)
+  elif b == "dynamic":
+    gen = np.random.default_rng(rng.TEST_BINARIZATION_SEED)
+    test_x = np.where(gen.random(test_x.shape) < test_x / 255.0, 255, 0).astype(np.uint8)
+  train_x, train_y = exclude_labels(train_x, train_y, data_config.exclude_labels)
+  if not len(train_y):
+    raise UserError(f"config.data.exclude_labels={tuple(data_config.exclude_labels)!r} removes "
+                    f"every training image of {data_config.name!r}")
+  sizes = (int(max(train_y.max(initial=0), test_y.max(initial=0))) + 1,)
+  return Dataset(data_config.name, b, train_x, train_y, test_x, test_y, ("label",), sizes)
+
+
+def exclude_labels(images, labels, excluded) -> tuple[np.ndarray, np.ndarray]:
+  """Drops the images whose label is in `excluded` (the train split of an anomaly run)."""
+  if not len(excluded):
+    return images, labels
+  keep = ~np.isin(labels, np.asarray(tuple(excluded), labels.dtype))
+  return images[keep], labels[keep]

@@ -1,0 +1,63 @@
+"""disentanglement_lib's metrics of a finished run, added to its results.json.
+
+    python -m vae_jax.tools.disentanglement --workdir runs/dsprites_vae [--sample_scale 1.0]
+
+Computes the β-VAE score, FactorVAE score, MIG, DCI (disentanglement, completeness,
+informativeness), SAP, modularity and explicitness of the run's posterior means on its
+dataset's ground-truth factors (`vae_jax.analysis.disentanglement`, with disentanglement_lib's
+sample counts times `--sample_scale`) and writes them into DIR/results.json as
+"disentanglement/<name>" (atomically). `--config.eval_disentanglement=True` computes the same
+numbers at the end of training. Bad input prints one line on stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # pylint: disable=g-import-not-at-top
+
+from vae_jax.errors import UserError, check_tool_arguments, fail  # pylint: disable=g-import-not-at-top
+
+
+def disentanglement_of_workdir(workdir, *, sample_scale: float = 1.0, seed: int = 0,
+                               dataset=None) -> dict:
+  """Computes the metrics of a finished run and adds them to its results.json; returns them."""
+  from vae_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from vae_jax.analysis import factors  # pylint: disable=g-import-not-at-top
+  if not sample_scale > 0:
+    raise UserError(f"--sample_scale={sample_scale} is invalid: expected a number > 0")
+  if seed < 0:
+    raise UserError(f"--seed={seed} is invalid: expected an integer >= 0")
+  _, model, ds = workdir_lib.load_run(workdir, dataset=dataset)
+  metrics = factors.disentanglement_metrics(model, ds, seed=seed, sample_scale=sample_scale)
+  workdir_lib.update_results(workdir, metrics)
+  return metrics
+
+
+def main(argv):
+  check_tool_arguments(argv, flags.FLAGS.workdir)
+  f = flags.FLAGS
+  try:
+    m = disentanglement_of_workdir(f.workdir, sample_scale=f.sample_scale, seed=f.seed)
+  except UserError as e:
+    fail(str(e))
+  except KeyboardInterrupt:
+    fail("interrupted; results.json is unchanged")
+  print(f"{f.workdir}: " + ", ".join(f"{k.split('/')[1]}={v:.3f}" for k, v in m.items()
+                                     if k.split("/")[1] not in ("seed", "sample_scale", "seconds"))
+        + f" ({m['disentanglement/seconds']:.0f} s)")
+
+
+def _define_flags():
+  """Command-line flags, defined only when run as a program (modules stay importable together)."""
+  flags.DEFINE_string("workdir", None, "A finished run's output folder.")
+  flags.DEFINE_float("sample_scale", 1.0, "Multiplies every sample count of the metrics "
+                     "(1 = disentanglement_lib's defaults; DCI then takes minutes on a CPU).")
+  flags.DEFINE_integer("seed", 0, "Seed of the metrics' samples and classifiers.")
+
+
+if __name__ == "__main__":
+  _define_flags()
+  app.run(main)
