@@ -1,7 +1,12 @@
-"""Benchmark: the beta sweep trained vectorised (all members one vmapped program) vs one
-member after another, same process, same epochs, on real MNIST. Prints one JSON object.
+"""Benchmark: a beta sweep trained vectorised (all members one vmapped program) vs one member
+after another, same process, same epochs. Prints one JSON object.
 
     VAE_JAX_MANUAL_DIR=/path/to/data python benchmarks/sweep_vectorised.py --epochs 2
+    python benchmarks/sweep_vectorised.py --config configs/dsprites_beta.py --epochs 1 --max_train 73728
+
+`--config` is any config whose sweep varies shape-preserving fields only (default the MNIST beta
+sweep, `configs/mnist_beta.py`; `configs/dsprites_beta.py` is the six-beta dSprites study);
+`--max_train` keeps the first N training images (dSprites' 737,280 make long epochs on a CPU).
 
 Times exclude compilation (reported separately): `train/seconds` is the sum of the epoch
 times of a launch, each epoch one dispatch of the precompiled scan.
@@ -10,6 +15,7 @@ times of a launch, each epoch one dispatch of the precompiled scan.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -21,23 +27,30 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # pylint: disable=g-import-not-at-top
 
-from configs import mnist_beta  # pylint: disable=g-import-not-at-top
 from vae_jax import data as data_lib, sweeps, train  # pylint: disable=g-import-not-at-top
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__)
   parser.add_argument("--epochs", type=int, default=2)
-  parser.add_argument("--members", type=int, default=8, help="first N betas of the sweep")
+  parser.add_argument("--members", type=int, default=8, help="first N members of the sweep")
+  parser.add_argument("--config", default="configs/mnist_beta.py")
+  parser.add_argument("--max_train", type=int, default=0, help="first N training images (0: all)")
   args = parser.parse_args()
 
-  base = mnist_beta.get_config()
+  module = sweeps.load_module(args.config)
+  base = module.get_config()
   with base.unlocked():
     base.num_epochs = args.epochs
     base.wandb.mode = "disabled"
     base.checkpoint_every_epochs = args.epochs
-  members = [sweeps.apply_overrides(base, o) for o in mnist_beta.get_sweep()[:args.members]]
+    base.eval_disentanglement = False  # training time only
+  members = [sweeps.apply_overrides(base, o)
+             for _, o in sweeps.named_members(sweeps.sweep_of(module))[:args.members]]
   ds = data_lib.load(base.data)
+  if args.max_train:
+    ds = dataclasses.replace(ds, train_images=ds.train_images[:args.max_train],
+                             train_labels=ds.train_labels[:args.max_train])
 
   with tempfile.TemporaryDirectory() as tmp:
     vec = train.train_group(members, [f"{tmp}/v{i}" for i in range(len(members))], dataset=ds)
@@ -52,7 +65,8 @@ def main():
       "machine": {"devices": [str(d) for d in jax.devices()], "cpu_count": os.cpu_count(),
                   "processor": platform.processor() or platform.machine(),
                   "jax": jax.__version__},
-      "members": len(members), "epochs": args.epochs,
+      "config": args.config, "members": len(members), "epochs": args.epochs,
+      "train_images": len(ds.train_images),
       "vectorised_seconds": round(vec_s, 2),
       "vectorised_compile_seconds": round(vec[0]["train/compile_seconds"], 2),
       "sequential_seconds": round(seq_s, 2),

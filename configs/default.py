@@ -5,6 +5,9 @@ Every experiment config imports this and overrides a few fields. Run it alone wi
     python launch.py --config configs/default.py --workdir runs/default
 
 which trains the MLP 784-400-20 VAE of `mnist_vae.py` for 30 epochs.
+
+A field added here must default to what the library computed before the field existed: a run
+saved without it is read back (and resumed) with this default (`vae_jax/workdir.py`).
 """
 
 from ml_collections import config_dict
@@ -28,14 +31,33 @@ def get_config() -> config_dict.ConfigDict:
   # VAE training objective over k = num_importance_samples samples of z per image: "elbo"
   # (mean over the k samples of the ELBO) or "iwae" (log of the mean importance weight, a
   # tighter bound; beta weights log p(z) - log q(z|x) inside each weight). Both are the ELBO
-  # at k = 1. free_bits needs "elbo".
+  # at k = 1. free_bits needs "elbo" (or a DIP-VAE). Disentangling objectives of a one-layer VAE
+  # at k = 1 (vae_jax/objectives/): "annealed_vae" (Burgess et al., 2018), "beta_tcvae" (Chen et
+  # al., 2018), "dip_vae_i" / "dip_vae_ii" (Kumar et al., 2018); each reads only its own fields
+  # below (per member: a sweep over them trains as one vectorised program, except the estimator).
   c.objective = "elbo"
   c.num_importance_samples = 1  # k: latent samples per image per step (VAE only).
+  c.annealed_gamma = 1000.0  # "annealed_vae": gamma of rec + gamma |KL - C| (beta must stay 1).
+  c.annealed_capacity_max = 25.0  # "annealed_vae": the capacity C_max (nats) that C rises to.
+  c.annealed_capacity_steps = 100_000  # "annealed_vae": steps of C's linear rise (0 = C_max now).
+  c.tcvae_alpha = 1.0  # "beta_tcvae": weight of the index-code MI (beta itself must stay 1).
+  c.tcvae_beta = 6.0  # "beta_tcvae": weight of the total correlation.
+  c.tcvae_gamma = 1.0  # "beta_tcvae": weight of the dimension-wise KL.
+  c.tcvae_estimator = "mss"  # "beta_tcvae": log q(z) by minibatch "mss" (stratified) or "mws".
+  c.dip_lambda_od = 10.0  # "dip_vae_i"/"dip_vae_ii": weight of the squared off-diagonal Cov_ij.
+  c.factor_gamma = 10.0  # "factor_vae": weight of the discriminator's total-correlation estimate.
+  c.factor_discriminator_learning_rate = 1e-4  # "factor_vae": the discriminator's Adam step size.
+  c.factor_discriminator_sizes = (1000,) * 6  # "factor_vae": the discriminator's hidden widths.
+  c.dip_lambda_d = 100.0  # DIP: weight of (Cov_ii - 1)^2; 10 lambda_od for DIP-I, lambda_od for II.
   # Compute dtype of the training step's layers: "float32" or "bfloat16" (mixed precision:
   # parameters, optimizer state, likelihood and KL sums stay float32). Evaluation (test/*
   # metrics, test/nll, figures, every post-hoc tool) always runs the same float32 parameters
   # in float32, so test numbers of bfloat16 and float32 runs compare like with like.
   c.dtype = "float32"
+  # Matmul precision of the training step: "default" (the backend's: float32 on CPU, TF32 on
+  # Ampere and Hopper GPUs), "float32" (full precision everywhere, slower on GPUs) or
+  # "tensorfloat32" / "bfloat16". Evaluation always runs at float32.
+  c.train_matmul_precision = "default"
 
   c.optimizer = config_dict.ConfigDict()
   c.optimizer.name = "adam"  # "adam", "adamw" or "sgd" (optax).
@@ -87,6 +109,16 @@ def get_config() -> config_dict.ConfigDict:
   # training; 0 = skip. k = 5000 costs minutes on a CPU; `python -m vae_jax.evaluate` runs it later.
   c.eval_nll_k = 0
   c.num_plot_images = 16  # Test images in the reconstruction figure; also samples = this squared / 2.
+  # Test images whose sample z is scored against the test split's aggregate posterior for
+  # test/index_code_mi, test/total_correlation and test/dimwise_kl (Chen et al., 2018) at every
+  # evaluation (one-layer VAEs); 0 = off.
+  c.kl_decomposition_points = 1000
+  # disentanglement_lib's nine metrics (beta-VAE, FactorVAE, MIG, DCI x3, SAP, modularity,
+  # explicitness) of the final posterior means, as disentanglement/* in results.json; needs a
+  # dataset with ground-truth factors (dSprites; MNIST as one factor). Also
+  # `python -m vae_jax.tools.disentanglement --workdir DIR` on a finished run.
+  c.eval_disentanglement = False
+  c.disentanglement_sample_scale = 1.0  # Multiplies their sample counts (1 = disentanglement_lib's).
 
   c.wandb = config_dict.ConfigDict()
   c.wandb.mode = "offline"  # "offline" (written under DIR/wandb), "online" or "disabled".

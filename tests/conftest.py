@@ -5,9 +5,15 @@ from __future__ import annotations
 
 import os
 
-import pytest
+# The suite runs on the CPU backend unless asked otherwise (JAX_PLATFORMS set by the user): on
+# a GPU machine the GPU would otherwise become the default backend with one device, breaking
+# the tests that fake several CPU devices, and every test process would preallocate 75% of its
+# memory. Set before anything imports JAX; subprocesses inherit it through the environment.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-from tests.helpers import fake_dataset, tiny_config
+import pytest  # pylint: disable=g-import-not-at-top
+
+from tests.helpers import fake_dataset, tiny_config  # pylint: disable=g-import-not-at-top
 
 
 @pytest.fixture

@@ -61,7 +61,7 @@ def fake_dataset(n_train=128, n_test=40, shape=(8, 8, 1), binarization="dynamic"
 def final_params(config, workdir, dataset):
   """The parameters saved in the workdir's latest checkpoint, as numpy leaves."""
   _, params, _ = models.init_params(config, dataset.image_shape)
-  tx = optim.direction(config.optimizer)
+  tx = optim.transform(config)
   ckpt = checkpoints.Checkpointer(workdir, 2)
   p, _ = ckpt.restore(ckpt.latest_epoch(), params, tx.init(params))
   ckpt.close()

@@ -70,6 +70,7 @@ def test_rec_score_is_the_reconstruction_nll(trained):
     anomaly.scores(ae, ds.test_images, "iwae")
 
 
+@pytest.mark.slow
 def test_iwae_score_is_below_neg_elbo_on_average(trained):
   ds, models = trained
   key = jax.random.key(1)
@@ -79,6 +80,7 @@ def test_iwae_score_is_below_neg_elbo_on_average(trained):
   assert iwae.mean() < elbo.mean()  # -L_64 <= -L_1 in expectation
 
 
+@pytest.mark.slow
 def test_held_out_prototype_is_detected(trained):
   ds, models = trained
   held_out = ds.test_labels == 3

@@ -50,6 +50,7 @@ def test_sizes_not_divisible_by_two_to_the_depth():
     chex.assert_shape(m.decode(jnp.zeros((2, 4))), (2, *shape))
 
 
+@pytest.mark.slow
 def test_decoder_output_depends_on_every_pixel_position():
   """The crop keeps the real image area: each output pixel moves with the latent (tanh, so
   no unit is dead at initialisation)."""

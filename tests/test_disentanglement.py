@@ -71,6 +71,7 @@ def test_factor_data_from_arrays_looks_up_observations():
   assert seen == {50, -1}
 
 
+@pytest.mark.slow
 def test_scores_are_dicts_of_floats_in_the_unit_interval(scores):
   for rep_scores in scores.values():
     assert tuple(rep_scores) == dis.SCORE_KEYS
@@ -78,6 +79,7 @@ def test_scores_are_dicts_of_floats_in_the_unit_interval(scores):
       assert isinstance(v, float) and 0.0 <= v <= 1.0
 
 
+@pytest.mark.slow
 def test_ground_truth_scores_at_or_near_the_maximum(scores):
   s = scores["truth"]
   for k in ("beta_vae", "factor_vae", "dci_disentanglement", "dci_completeness",
@@ -193,6 +195,7 @@ def test_sap_continuous_and_factor_vae_pruning():
   assert dis.factor_vae_score(data, lambda x: 0.01 * truth(x), 0, **kw)["factor_vae"] == 0.0
 
 
+@pytest.mark.slow
 def test_compute_all_is_deterministic_and_equals_the_single_metrics():
   data = _grid_data()
   rep = lambda x: _standardise(SIZES)(x) @ _rotation(3, 1)

@@ -84,6 +84,7 @@ class _Identity(nnx.Module):
     return jnp.log(z) - jnp.log1p(-z)
 
 
+@pytest.mark.slow
 def test_denoise_metrics_compare_against_the_clean_images():
   import jax  # pylint: disable=g-import-not-at-top
   clean = fake_dataset(n_test=50, binarization="none").test_images

@@ -69,6 +69,7 @@ def test_unfinished_or_missing_runs_are_refused(tmp_path):
     nll.nll_of_workdir(unfinished, 4, epoch=3)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_an_unfinished_run_is_estimated_and_nothing_written(tmp_path):
   """`--epoch N` follows a run that is still training: the same estimate as once it is done,
   and results.json (the launcher's, which marks the run finished) is left alone."""

@@ -47,6 +47,7 @@ def test_ae_manifold_spans_the_latents_it_occupies():
   assert np.allclose(np.diff(z1), np.diff(z1)[0])
 
 
+@pytest.mark.slow
 def test_decoded_manifold_rows_run_top_down_in_z2():
   model = _tiny("vae")
   z1, z2 = np.array([-1.0, 0.0, 1.0]), np.array([-2.0, 2.0])
@@ -89,6 +90,7 @@ def test_model_figures_write_pngs(tmp_path, kind):
     assert _is_png(tmp_path / p.split("/")[-1]), p
 
 
+@pytest.mark.slow
 def test_ae_vs_vae_figure(tmp_path):
   images, labels = _data()
   path = figures.save_ae_vs_vae(tmp_path / "cmp.png", _tiny("ae"), _tiny("vae"), images, labels, n=4)
@@ -147,3 +149,13 @@ def test_interpolation_pairs_go_between_the_named_digits():
   assert list(ia) == [1, 4] and list(ib) == [2, 5] and names == ["0→6", "1→7"]
   ia, ib, _ = figures.interpolation_pairs(np.zeros(5, int))  # one digit only: neighbours
   assert list(ia) == [0, 2] and list(ib) == [1, 3]
+
+
+def test_disentanglement_against_beta_figure(tmp_path):
+  rows = [{"member": f"b{b},s{s}", "beta": b, "seed": s, "status": "finished",
+           "disentanglement/mig": 0.1 * b + 0.01 * s, "disentanglement/sap": 0.05}
+          for b in (1.0, 4.0, 16.0) for s in (0, 1)]
+  sweep_figures.plot_metrics_against(rows, tmp_path / "d.png")
+  assert _is_png(tmp_path / "d.png")
+  with pytest.raises(ValueError, match="no rows"):
+    sweep_figures.plot_metrics_against([{"beta": 1.0}], tmp_path / "e.png")

@@ -134,6 +134,7 @@ def test_iwae_bound_rises_with_k(layers):
   assert means[0] + 0.05 < means[1] < means[2] - 0.05, means
 
 
+@pytest.mark.slow
 def test_beta_weights_the_latent_part_of_each_log_weight():
   model, x = _model(1), _x()
   eps = _eps(4, 3, len(x), Z1)
@@ -198,6 +199,7 @@ def _joint_gaussian_kl(m1, lv1, a, a_bias, lv2, c, c_bias, lvp):
                 + np.linalg.slogdet(cov_p)[1] - np.linalg.slogdet(cov_q)[1])
 
 
+@pytest.mark.slow
 def test_two_layer_kl_matches_the_joint_gaussian_kl():
   model, (a, a_bias, lv2, c, c_bias, lvp) = _linear_gaussian_two_layer()
   x = _x(3)
@@ -299,6 +301,7 @@ def _named_sweep(tmp_path, n_train):
   return path, sweeps.load_module(str(path))
 
 
+@pytest.mark.slow
 def test_iwae_member_runs_from_the_launcher(tmp_path):
   path, module = _named_sweep(tmp_path, n_train=256)
   launcher.main(config=module.get_config(), config_path=str(path), workdir=str(tmp_path / "s"),
@@ -326,6 +329,7 @@ def test_iwae_member_runs_from_the_launcher(tmp_path):
   assert not (tmp_path / "s" / "latent_size.png").exists()
 
 
+@pytest.mark.slow
 def test_member_takes_the_command_lines_value_of_a_swept_key(tmp_path):
   """`--member=iwae_k5 --config.num_importance_samples=3` trains iwae_k5 with k = 3: the flag
   the user typed wins over the member's own value instead of being silently dropped."""
@@ -342,6 +346,7 @@ def test_member_takes_the_command_lines_value_of_a_swept_key(tmp_path):
   assert row["num_importance_samples"] == "3"
 
 
+@pytest.mark.slow
 def test_iwae_with_k1_trains_bit_for_bit_like_the_elbo(tmp_path):
   ds = fake_dataset()
   base = tiny_config(num_epochs=1)

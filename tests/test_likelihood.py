@@ -87,6 +87,7 @@ def test_wrong_posterior_estimate_rises_with_k_stays_below_and_converges():
   assert gaps[-1] < 0.02, gaps  # ... and tight at large k
 
 
+@pytest.mark.slow
 def test_chunk_sizes_do_not_change_the_estimate():
   x, _ = _data(n=23)
   params = _params(shift=0.3, logvar_add=0.5)
@@ -136,6 +137,7 @@ def test_k1_estimate_is_the_elbo_with_the_same_noise():
   np.testing.assert_allclose(est, elbo(model, x), rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_mean_log_weight_is_the_analytic_elbo():
   """E_q[log w] = E_q[log p(x|z)] - KL(q || p) with the training code's analytic KL."""
   model, x_u8 = _tiny_vae(), _images()
@@ -168,6 +170,7 @@ def test_ae_has_no_likelihood():
     L.autoencoder_latents(_tiny_vae("ae"))
 
 
+@pytest.mark.slow
 def test_active_units_and_per_dim_kl():
   model, x_u8 = _tiny_vae(), _images(64)
   last = model.encoder.mlp.layers[-1]

@@ -21,6 +21,7 @@ def _layer_dtypes(graphdef, rest, params) -> set:
           if isinstance(m, (nnx.Linear, nnx.Conv, nnx.ConvTranspose))}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("architecture", ["mlp", "conv"])
 def test_bfloat16_model_computes_in_bfloat16_and_hands_back_float32(architecture):
   config = tiny_config(**{"model.architecture": architecture, "model.conv_channels": (4, 8)})
@@ -41,6 +42,7 @@ def test_bfloat16_model_computes_in_bfloat16_and_hands_back_float32(architecture
   np.testing.assert_allclose(out, ref.decode(ref.encode(x)[0]), rtol=0.05, atol=0.05)
 
 
+@pytest.mark.slow
 def test_bfloat16_epoch_keeps_parameters_and_optimizer_state_float32():
   ds = fake_dataset()
   config = tiny_config(dtype="bfloat16")
@@ -67,6 +69,7 @@ def test_bfloat16_epoch_keeps_parameters_and_optimizer_state_float32():
   assert all(moved)
 
 
+@pytest.mark.slow
 def test_training_uses_the_compute_dtype_and_evaluation_float32(tmp_path, monkeypatch):
   seen = {}
   for name in ("build_train_epoch", "build_test_metrics"):

@@ -121,6 +121,7 @@ def test_sigterm_saves_a_checkpoint_and_the_relaunch_finishes_identically(kill_s
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_divergence_keeps_a_loadable_checkpoint(tmp_path):
   ds = fake_dataset()
   ok = tiny_config(num_epochs=2, **{"optimizer.name": "sgd", "optimizer.b1": 0.0})
@@ -144,6 +145,7 @@ def _params_of(config, wd, ds):
   return final_params(config, wd, ds)
 
 
+@pytest.mark.slow
 def test_one_diverging_member_of_a_vectorised_sweep_is_marked_failed(tmp_path):
   cache = write_fake_cache(tmp_path / "cache")
   module_path = tmp_path / "cfg.py"

@@ -42,6 +42,7 @@ def _tiny_sweep_config(tmp_path):
   return path, module
 
 
+@pytest.mark.slow
 def test_sweep_writes_summary_and_relaunch_trains_only_the_rest(tmp_path):
   path, module = _tiny_sweep_config(tmp_path)
   config, sweep = module.get_config(), module.get_sweep()
@@ -64,6 +65,7 @@ def test_sweep_writes_summary_and_relaunch_trains_only_the_rest(tmp_path):
   assert (wd / "rate_distortion.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_seeds_option_adds_replicates_and_their_mean(tmp_path):
   path, module = _tiny_sweep_config(tmp_path)
   config = module.get_config()

@@ -31,6 +31,7 @@ def test_a_few_epochs_lower_the_loss(tmp_path, kind):
   assert (tmp_path / "checkpoints").is_dir()
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run_exactly(tmp_path):
   ds = fake_dataset()
   straight = tiny_config(num_epochs=4)
@@ -82,6 +83,7 @@ def test_divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_p
   assert json.loads((tmp_path / "failed.json").read_text())["step"] >= 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("likelihood,binarization", [("gaussian", "none"), ("laplace", "none"),
                                                       ("bernoulli", "static")])
 def test_other_likelihoods_and_binarizations_train(tmp_path, likelihood, binarization):

@@ -61,6 +61,13 @@ def finish_member(config, workdir: pathlib.Path, writer, *, failed: str | None, 
     images = run_figures(config, workdir, trained, dataset)
     writer.log_images(timing["steps"], images)
     res.update(_test_nll(config, workdir, trained, dataset))
+    if config.eval_disentanglement:
+      from vae_jax.analysis import factors  # pylint: disable=g-import-not-at-top
+      res.update(factors.disentanglement_metrics(trained, dataset, seed=config.seed,
+                                                 sample_scale=config.disentanglement_sample_scale))
+      print(f"{workdir}: " + ", ".join(f"{k.split('/')[1]}={res[k]:.3f}" for k in res
+                                       if k.startswith("disentanglement/")
+                                       and not k.endswith(("seed", "scale", "seconds"))))
     writer.summary({k: v for k, v in res.items() if isinstance(v, (int, float))})
     workdir_lib.write_json(workdir / "results.json", res)
     print(f"{workdir}: " + summary(res))
@@ -79,7 +86,9 @@ def run_figures(config, workdir, model, ds) -> dict[str, str]:
   paths["samples"] = figures.save_samples(workdir / "samples.png", model,
                                           rng.samples_key(config.seed), 64,
                                           ds.images("train", slice(0, 10000)))
-  paths.update(figures.save_latent_figures(workdir, model, ds.test_images, ds.test_labels))
+  label_name = ds.factor_names[0] if len(ds.factor_sizes) > 1 else "digit"
+  paths.update(figures.save_latent_figures(workdir, model, ds.test_images, ds.test_labels,
+                                           label_name))
   if config.model.name == "vae":
     from vae_jax import marginal_likelihood  # pylint: disable=g-import-not-at-top
     from vae_jax.figures import traversals  # pylint: disable=g-import-not-at-top
@@ -89,6 +98,10 @@ def run_figures(config, workdir, model, ds) -> dict[str, str]:
     paths["traversals"] = traversals.save_traversals(workdir / "traversals.png", model,
                                                      ds.test_images[0], score, score_name=name,
                                                      max_units=24)
+    if len(ds.factor_sizes) > 1:  # ground-truth factors: how each moves the latents
+      from vae_jax.analysis import factors  # pylint: disable=g-import-not-at-top
+      paths["factor_traversals"] = traversals.save_factor_traversals(
+          workdir / "factor_traversals.png", model, factors.factor_traversal_images(ds), score)
   return paths
 
 

@@ -49,7 +49,8 @@ def main(*, config, config_path: str, workdir: str | None, allow_config_change: 
   try:
     validate.validate(config, num_devices=jax.device_count())
     module = sweeps.load_module(config_path)
-    sweep = sweeps.sweep_of(module) if use_sweep else None
+    arg = config_path.split(":", 1)[1] if ":" in config_path else None
+    sweep = sweeps.sweep_of(module, arg) if use_sweep else None
     if export_wandb_sweep:
       if sweep is None:
         raise UserError(f"{config_path} defines no sweep (get_sweep) to export")

@@ -39,6 +39,7 @@ ACTIVATIONS = {
     "elu": jax.nn.elu,
     "gelu": jax.nn.gelu,
     "softplus": jax.nn.softplus,
+    "leaky_relu": lambda x: jax.nn.leaky_relu(x, 0.2),  # slope 0.2, TensorFlow's default
 }
 
 
@@ -240,8 +241,9 @@ def init_params(config, image_shape):
   reads a finished run use, whatever `config.dtype` the run trained in (see
   `compute_graphdef`).
   """
-  model = from_config(config.model, image_shape,
-                      nnx.Rngs(params=rng.root_key(config.seed, rng.KEY_INIT)))
+  init_key = rng.root_key(config.seed, rng.KEY_INIT)
+  model = from_config(config.model, image_shape, nnx.Rngs(params=init_key))
+  _attach_objective_modules(model, config, "float32", rng.modules_key(init_key))
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   return graphdef, params.to_pure_dict(), rest
 
@@ -249,6 +251,18 @@ def init_params(config, image_shape):
 def compute_graphdef(config, image_shape):
   """The graphdef of the training step: the same modules and float32 parameters as
   `init_params`'s, computing in `config.dtype`. Built abstractly (no initialisation runs)."""
-  abstract = nnx.eval_shape(lambda: from_config(config.model, image_shape, nnx.Rngs(params=0),
-                                                dtype=config.dtype))
-  return nnx.split(abstract, nnx.Param, ...)[0]
+  def build():
+    model = from_config(config.model, image_shape, nnx.Rngs(params=0), dtype=config.dtype)
+    _attach_objective_modules(model, config, config.dtype, jax.random.key(0))
+    return model
+
+  return nnx.split(nnx.eval_shape(build), nnx.Param, ...)[0]
+
+
+def _attach_objective_modules(model, config, dtype: str, key) -> None:
+  """The modules the run's objective adds (a FactorVAE's discriminator), from their own key so
+  the AutoEncoder's parameters are those of a run without them."""
+  from vae_jax import objectives  # pylint: disable=g-import-not-at-top
+  for name, build in objectives.OBJECTIVES[config.objective].modules.items():
+    setattr(model, name, build(config, DTYPES[dtype], nnx.Rngs(params=jax.random.fold_in(
+        key, sum(map(ord, name))))))

@@ -65,6 +65,33 @@ def schedule(config, steps_per_epoch: int):
   raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}")
 
 
+def transform(config) -> optax.GradientTransformation:
+  """The run's optax transformation: `direction(config.optimizer)`, and for the modules its
+  objective adds (a FactorVAE's discriminator) their own (`Objective.module_optimizers`)."""
+  from vae_jax import objectives  # pylint: disable=g-import-not-at-top
+  own = objectives.OBJECTIVES[config.objective].module_optimizers
+  base = direction(config.optimizer)
+  if not own:
+    return base
+  labels = lambda params: {k: jax.tree.map(lambda _, k=k: k if k in own else "model", v)
+                           for k, v in params.items()}
+  return optax.multi_transform({"model": base, **{k: make() for k, make in own.items()}},
+                               labels)
+
+
+def step_sizes(config, hparams, multiplier):
+  """The step size of each part of the parameters: learning_rate * schedule for the model, and
+  each added module's own learning rate (`Objective.module_learning_rates`, no schedule);
+  a scalar when the objective adds none."""
+  from vae_jax import objectives  # pylint: disable=g-import-not-at-top
+  own = objectives.OBJECTIVES[config.objective].module_learning_rates
+  lr = hparams["learning_rate"] * multiplier
+  return {k: hparams[f] for k, f in own.items()} | {"*": lr} if own else lr
+
+
 def apply_update(params, direction_tree, lr):
-  """params - lr * direction, leaf by leaf."""
+  """params - lr * direction, leaf by leaf; `lr` a scalar or `step_sizes`' dict by top-level
+  key ("*" for the rest)."""
+  if isinstance(lr, dict):
+    return {k: apply_update(v, direction_tree[k], lr.get(k, lr["*"])) for k, v in params.items()}
   return jax.tree.map(lambda p, u: p - (lr * u).astype(p.dtype), params, direction_tree)

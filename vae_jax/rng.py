@@ -8,18 +8,22 @@ devices), and it rests on every random number coming from one of the keys below.
                            shuffle    epoch e's permutation: permutation(fold_in(shuffle, e))
                            train      step s: split(fold_in(train, s)) -> [binarise, eps];
                                       the corruption of a denoising run: fold_in(fold_in(train,
-                                      s), CORRUPTION_SALT), a stream of its own
+                                      s), CORRUPTION_SALT), a stream of its own; an objective
+                                      that samples: fold_in(fold_in(train, s), OBJECTIVE_SALT)
                            eval       the one-sample test metrics: normal(eval, (N, E))
     fold_in(key(seed), NLL_SALT)      the IWAE estimate of log p(x) (test/nll, test/neg_iwae):
                                       image n, sample i draws normal(fold_in(fold_in(k, n), i))
     fold_in(key(seed), SAMPLES_SALT)  the samples.png figure
     fold_in(key(seed), DENOISE_SALT)  the corruption of the test split in `tools.denoise`
+    fold_in(key(seed), KL_DECOMPOSITION_SALT)  the z samples of the test KL decomposition
 
 Host-side loops over chunks of images draw from `chunk_key(key, start)`; analyses default to
 `key(ANALYSIS_SEED)`. NumPy seeds (fixed, whatever `config.seed`, so every run sees the same
 data):
 `TEST_BINARIZATION_SEED` binarises the test split of a dynamically binarised dataset once;
-`EXPORT_BINARIZATION_SEED` binarises the train split for `tools.encode`.
+`EXPORT_BINARIZATION_SEED` binarises the train split for `tools.encode`; `TEST_SUBSET_SEED` picks
+the 10,000 test images of a TFDS dataset with only a train split (`dsprites.test_indices` is
+the built-in dSprites' own fixed subset).
 
 `uniform` is `jax.random.uniform` bit for bit, written out so XLA:CPU vectorises it.
 """
@@ -37,8 +41,12 @@ CORRUPTION_SALT = 0xC0DE
 NLL_SALT = 0x1AE5
 SAMPLES_SALT = 7
 DENOISE_SALT = 0xD0
+KL_DECOMPOSITION_SALT = 0x7C
+OBJECTIVE_SALT = 0x0B7
+MODULES_SALT = 0x30D
 TEST_BINARIZATION_SEED = 0
 EXPORT_BINARIZATION_SEED = 1
+TEST_SUBSET_SEED = 2  # the test subset of a TFDS dataset that has only a train split
 POSTERIOR_STATS_SEED = 0  # the one z1 sample per image behind a two-layer model's z2 statistics
 ANALYSIS_SEED = 0  # the default key of the analyses' sampled scores (anomaly -ELBO and IWAE)
 
@@ -63,6 +71,16 @@ def step_keys(train_key, step):
   return jax.random.split(jax.random.fold_in(train_key, step))
 
 
+def objective_key(train_key, step):
+  """The key an objective samples from at one step (a FactorVAE's permutation)."""
+  return jax.random.fold_in(jax.random.fold_in(train_key, step), OBJECTIVE_SALT)
+
+
+def modules_key(init_key):
+  """The init key of the modules an objective adds to the model (a FactorVAE's discriminator)."""
+  return jax.random.fold_in(init_key, MODULES_SALT)
+
+
 def corruption_key(train_key, step):
   """The corruption key of one training step (independent of the step's other keys)."""
   return jax.random.fold_in(jax.random.fold_in(train_key, step), CORRUPTION_SALT)
@@ -83,6 +101,11 @@ def iwae_noise(key, image_idx_B, sample_idx_S, noise_dim: int):
 def samples_key(seed: int):
   """The key of a finished run's samples.png."""
   return jax.random.fold_in(jax.random.key(seed), SAMPLES_SALT)
+
+
+def kl_decomposition_key(seed):
+  """The key of the z samples behind test/index_code_mi, total_correlation and dimwise_kl."""
+  return jax.random.fold_in(jax.random.key(seed), KL_DECOMPOSITION_SALT)
 
 
 def denoise_key(seed: int):

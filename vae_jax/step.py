@@ -63,14 +63,18 @@ def build_train_epoch(*, graphdef, rest, tx, mesh, config, image_shape, num_trai
   shard_eps = shard_batch if plan.num_samples == 1 else NamedSharding(
       mesh, P(None, "data") if squeeze else P(None, None, "data"))
   objective = config.objective
+  options = objectives.static_options(config)
 
-  def member_step(params, opt_state, hp, images, idx_b, u_b, eps_bxZ, step):
+  axis_name = "data" if n_dev > 1 else None
+
+  def member_step(params, opt_state, hp, images, idx_b, u_b, eps_bxZ, step, okey):
     x_in, x = plan.device_batch(images, idx_b, u_b)
 
     def loss_of(p):
       model = nnx.merge(graphdef, p, rest)
       return objectives.loss_fn(model, x_in, x, eps_bxZ, hp, step, objective,
-                                dataset_size=num_train)
+                                dataset_size=num_train, options=options, key=okey,
+                                axis_name=axis_name)
 
     (_, metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(params)
     # Data parallelism: every device holds 1/n of the batch; the mean of the per-device
@@ -82,18 +86,18 @@ def build_train_epoch(*, graphdef, rest, tx, mesh, config, image_shape, num_trai
       metrics = jax.lax.pmean(metrics, "data")
     metrics["grad_norm"] = grad_norm(grads)
     d, opt_state = tx.update(grads, opt_state, params)
-    params = optim.apply_update(params, d, hp["learning_rate"] * lr_mult(step))
+    params = optim.apply_update(params, d, optim.step_sizes(config, hp, lr_mult(step)))
     return params, opt_state, metrics
 
-  def device_step(params, opt_state, hp, images, idx, u, eps, step):
-    f = lambda p, o, h, i, u_, e: member_step(p, o, h, images, i, u_, e, step)
+  def device_step(params, opt_state, hp, images, idx, u, eps, step, okey):
+    f = lambda p, o, h, i, u_, e, k: member_step(p, o, h, images, i, u_, e, step, k)
     if not squeeze:
       f = jax.vmap(f)
-    return f(params, opt_state, hp, idx, u, eps)
+    return f(params, opt_state, hp, idx, u, eps, okey)
 
   sharded_step = jax.shard_map(
       device_step, mesh=mesh,
-      in_specs=(P(), P(), P(), P(), batch_spec, batch_spec, shard_eps.spec, P()),
+      in_specs=(P(), P(), P(), P(), batch_spec, batch_spec, shard_eps.spec, P(), P()),
       # Without the pmean (one device) nothing marks the outputs as replicated; they are.
       out_specs=(P(), P(), P()), check_vma=n_dev > 1)
 
@@ -106,12 +110,13 @@ def build_train_epoch(*, graphdef, rest, tx, mesh, config, image_shape, num_trai
 
     def body(carry, xs):
       params, opt_state = carry
-      step, idx, bin_key, eps, *corrupt_key = xs
-      u, eps = plan.step_noise(bin_key, eps, corrupt_key[0] if corrupt_key else None,
-                               squeeze=squeeze, num_members=M, shard_batch=shard_batch,
-                               shard_eps=shard_eps)
+      step, idx, bin_key, eps, *extra = xs
+      corrupt_key = extra.pop(0) if plan.corrupting else None
+      okey = extra.pop(0) if plan.objective_keys else None
+      u, eps = plan.step_noise(bin_key, eps, corrupt_key, squeeze=squeeze, num_members=M,
+                               shard_batch=shard_batch, shard_eps=shard_eps)
       params, opt_state, metrics = sharded_step(params, opt_state, hparams, images, idx, u,
-                                                eps, step)
+                                                eps, step, okey)
       return (params, opt_state), metrics
 
     (params, opt_state), ms = jax.lax.scan(body, (params, opt_state), xs)
@@ -134,6 +139,8 @@ def grad_norm(grads):
   XLA:CPU materialises g^2 a second time per leaf and tiles the sums into 32x32
   reduce-windows, about 0.3 ms of a 2 ms batch-20 step (benchmarks/README.md, "fusednorm").
   """
+  if jax.default_backend() != "cpu":  # measured on XLA:CPU only; elsewhere leave XLA free
+    return optax.tree.norm(grads)
   return optax.tree.norm(jax.lax.optimization_barrier(grads))
 
 
@@ -201,6 +208,43 @@ def build_test_metrics(*, graphdef, rest, mesh, config, image_shape, num_members
 
   def run(*args):
     # GPUs default to TF32 matmuls; likelihoods must not depend on the device.
+    with jax.default_matmul_precision("float32"):
+      return jitted(*args)
+
+  return run
+
+
+def build_kl_decomposition(*, graphdef, rest, config, image_shape, num_members: int,
+                           num_test: int, num_points: int, eval_batch: int):
+  """Returns jitted `kl_decomposition(params, images, mask, seeds) -> metrics (M,)`: Chen et
+  al.'s (2018) split of the test KL into index_code_mi, total_correlation and dimwise_kl.
+
+  q(z) is the test split's own aggregate posterior, (1/N) sum_n q(z|x_n) over its N real
+  images, evaluated exactly (`objectives.kl_decomposition.decompose_over_dataset`) at one
+  sample of z for each of the first `num_points` test images; the three terms sum to that
+  sample's Monte Carlo estimate of the average KL. Full float32 matmul precision. VAEs with one
+  stochastic layer only (a two-layer model's p(z1|z2) is no fixed prior).
+  """
+  from vae_jax.objectives import kl_decomposition  # pylint: disable=g-import-not-at-top
+  M = num_members
+  Z = config.model.latent_dim
+  P = min(num_points, num_test)  # the first P test images are real (padding comes last)
+
+  def member(p, images, mask, key):
+    model = nnx.merge(graphdef, p, rest)
+    x = images.reshape(-1, eval_batch, *image_shape)
+    mean, logvar = jax.lax.map(lambda b: model.encode(b.astype(jnp.float32) / 255.0), x)
+    mean, logvar = mean.reshape(-1, Z), logvar.reshape(-1, Z)
+    eps = jax.random.normal(key, (P, Z))
+    return kl_decomposition.decompose_over_dataset(mean, logvar, eps, mask)
+
+  def kl_decomposition_fn(params, images, mask, seeds_M):
+    keys = jax.vmap(rng.kl_decomposition_key)(seeds_M)
+    return over_members(lambda p, k: member(p, images, mask, k), M)(params, keys)
+
+  jitted = jax.jit(kl_decomposition_fn)
+
+  def run(*args):
     with jax.default_matmul_precision("float32"):
       return jitted(*args)
 

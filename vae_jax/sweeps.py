@@ -38,12 +38,13 @@ def load_module(config_path: str):
   return module
 
 
-def sweep_of(module) -> Sweep | None:
+def sweep_of(module, arg: str | None = None) -> Sweep | None:
   """The module's sweep (list of override dicts, or dict of them by member name), or None if
-  it defines none."""
+  it defines none. `arg`: the config string after the file name (`configs/x.py:ARG`)."""
   if not hasattr(module, "get_sweep"):
     return None
-  sweep = module.get_sweep()
+  # `--config=file.py:ARG` hands ARG to get_config(ARG) (ml_collections) and to get_sweep(ARG).
+  sweep = module.get_sweep(arg) if arg is not None else module.get_sweep()
   if isinstance(sweep, dict):
     for name, m in sweep.items():
       if not isinstance(name, str) or not _MEMBER_NAME.fullmatch(name) or not isinstance(m, dict):

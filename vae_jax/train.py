@@ -7,6 +7,7 @@ programs are `step.py`'s; what a finished run writes beyond its metrics is `fini
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import pathlib
@@ -75,6 +76,11 @@ class _Member:
   writer: writers.Writer | None = None
   ckpt: checkpoints.Checkpointer | None = None
   failed: str | None = None
+
+
+def _matmul_precision(name: str):
+  """`jax.default_matmul_precision(name)`, or nothing for "default" (the backend's own)."""
+  return contextlib.nullcontext() if name == "default" else jax.default_matmul_precision(name)
 
 
 def make_mesh() -> Mesh:
@@ -172,7 +178,7 @@ def _train_group(configs: Sequence[Any], workdirs: Sequence[str | pathlib.Path],
   graphdef, _, rest = inits[0]
   train_graphdef = models.compute_graphdef(cfg0, ds.image_shape)
   params = _stack([i[1] for i in inits], replicated)
-  tx = optim.direction(cfg0.optimizer)
+  tx = optim.transform(cfg0)
   opt_state = jax.jit(jax.vmap(tx.init), out_shardings=replicated)(params)
   for m in members:
     m.workdir.mkdir(parents=True, exist_ok=True)
@@ -210,11 +216,25 @@ def _train_group(configs: Sequence[Any], workdirs: Sequence[str | pathlib.Path],
                                              config=cfg0, image_shape=ds.image_shape,
                                              num_members=M, num_padded=len(test_np),
                                              eval_batch=eval_batch)
+  decompose = None
+  if (cfg0.kl_decomposition_points > 0 and cfg0.model.name == "vae"
+      and cfg0.model.stochastic_layers == 1):
+    decompose = step_lib.build_kl_decomposition(
+        graphdef=graphdef, rest=rest, config=cfg0, image_shape=ds.image_shape, num_members=M,
+        num_test=len(ds.test_images), num_points=cfg0.kl_decomposition_points,
+        eval_batch=eval_batch)
   t0 = time.perf_counter()
-  compiled = epoch_fn.lower(params, opt_state, train_images, hparams, seeds,
-                            jnp.int32(start_epoch)).compile()
+  with _matmul_precision(cfg0.train_matmul_precision):  # fixed when the program is traced
+    compiled = epoch_fn.lower(params, opt_state, train_images, hparams, seeds,
+                              jnp.int32(start_epoch)).compile()
   compile_seconds = time.perf_counter() - t0
-  evaluate = lambda p: jax.device_get(test_metrics(p, test_images, test_mask, betas, seeds))
+
+  def evaluate(p):
+    out = test_metrics(p, test_images, test_mask, betas, seeds)
+    if decompose is not None:
+      out = {**out, **decompose(p, test_images, test_mask, seeds)}
+    return jax.device_get(out)
+
   run_epoch = lambda p, o, e: compiled(p, o, train_images, hparams, seeds, jnp.int32(e))
 
   # Train loop -------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from vae_jax.data import BINARIZATIONS
 from vae_jax.data.corruption import CORRUPTIONS
 
 WANDB_MODES = ("offline", "online", "disabled")
+MATMUL_PRECISIONS = ("default", "float32", "tensorfloat32", "bfloat16")  # jax.default_matmul_precision
 _int, _float, _choice = checks.integer, checks.number, checks.choice
 
 
@@ -101,6 +102,7 @@ def validate(config: config_dict.ConfigDict, num_devices: int = 1) -> None:
     checks.fail("dtype", "float16", "'float32' or 'bfloat16' (float16 underflows small "
                 "gradients without loss scaling, which vae_jax does not do; bfloat16 needs none)")
   _choice(config, "dtype", models.DTYPES)
+  _choice(config, "train_matmul_precision", MATMUL_PRECISIONS)
 
   _choice(config, "optimizer.name", optim.OPTIMIZERS)
   _float(config, "optimizer.b1", 0.0, 1.0)
@@ -119,6 +121,9 @@ def validate(config: config_dict.ConfigDict, num_devices: int = 1) -> None:
   _int(config, "keep_checkpoints", 1)
   _int(config, "eval_nll_k", 0)
   _int(config, "num_plot_images", 1)
+  _int(config, "kl_decomposition_points", 0)
+  checks.boolean(config, "eval_disentanglement")
+  _float(config, "disentanglement_sample_scale", 0.0, lo_open=True)
 
   _choice(config, "wandb.mode", WANDB_MODES)
   checks.optional_string(config, "wandb.project")

@@ -34,7 +34,11 @@ _LIBRARIES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "tensorflow-
 # Fields that may change between launches of the same workdir without changing what is
 # computed (or, for num_epochs, only extending it).
 RESUMABLE_CHANGES = ("num_epochs", "eval_every_epochs", "checkpoint_every_epochs",
-                     "keep_checkpoints", "num_plot_images", "eval_batch_size", "eval_nll_k", "wandb.")
+                     "keep_checkpoints", "num_plot_images", "eval_batch_size", "eval_nll_k",
+                     "kl_decomposition_points", "eval_disentanglement",
+                     "disentanglement_sample_scale", "wandb.",
+                     # where the same data lives on this machine (a workdir moved CPU -> GPU)
+                     "data.manual_dir", "data.tfds_dir", "data.cache_dir")
 _TUPLE_FIELDS = (("model", "hidden_sizes"), ("model", "conv_channels"),
                  ("model", "top_hidden_sizes"), ("data", "exclude_labels"))
 _DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parent.parent / "configs" / "default.py"
@@ -217,7 +221,7 @@ def load_run(workdir, *, epoch: int | None = None, require_finished: bool = True
     raise UserError(f"{workdir} has no checkpoints/ folder")
   ds = dataset if dataset is not None else data_lib.load(config.data)
   graphdef, params, rest = models.init_params(config, ds.image_shape)
-  opt_state = optim.direction(config.optimizer).init(params)
+  opt_state = optim.transform(config).init(params)
   ckpt = checkpoints.Checkpointer(workdir, config.keep_checkpoints)
   try:
     epochs = ckpt.all_epochs()

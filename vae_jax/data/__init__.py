@@ -2,8 +2,8 @@
 
 `load(config.data)` returns a `Dataset`. `config.data.name` is a built-in dataset
 (`BUILTIN`: "dsprites", rendered procedurally or read from the released file, `dsprites.py`)
-or any TFDS image dataset with `image` and `label` features (prepared once, cached as .npz:
-`tfds.py`). Pixel values stay uint8 (or bit-packed, for binary sets too large for the device
+or any TFDS image dataset with `image` and `label` (or label_* factor) features (prepared once,
+cached as .npz: `tfds.py`; "tfds:dsprites" is TFDS's copy of dSprites). Pixel values stay uint8 (or bit-packed, for binary sets too large for the device
 as bytes) until a batch is gathered on device (`batches.py`), where they become the floats the
 model sees. `binarization` names what happens to the grey levels (`BINARIZATIONS`).
 
@@ -82,12 +82,12 @@ def _load_dsprites(data_config) -> Dataset:
                     "class)")
   packed, factors = dsprites.load(resolve_cache_dir(data_config), resolve_manual_dir(data_config))
   if len(packed) == dsprites.NUM_IMAGES:
-    test = dsprites.test_indices()
-  else:  # a smaller file than the release (tests): every tenth image
-    test = np.arange(0, len(packed), 10)
+    test, sizes = dsprites.test_indices(), dsprites.FACTOR_SIZES
+  else:  # a smaller file than the release (tests): every tenth image, the grid it covers
+    test, sizes = np.arange(0, len(packed), 10), tuple(int(m) + 1 for m in factors.max(0))
   return Dataset("dsprites", data_config.binarization, packed, factors,
-                 dsprites.unpack(packed[test]), factors[test], dsprites.FACTOR_NAMES,
-                 dsprites.FACTOR_SIZES, packed_shape=dsprites.IMAGE_SHAPE)
+                 dsprites.unpack(packed[test]), factors[test], dsprites.FACTOR_NAMES, sizes,
+                 packed_shape=dsprites.IMAGE_SHAPE)
 
 
 # Datasets that need no TFDS: name -> loader(config.data). Any other name is a TFDS dataset.
@@ -100,8 +100,13 @@ def load(data_config) -> Dataset:
   split stays whole)."""
   if data_config.name in BUILTIN:
     return BUILTIN[data_config.name](data_config)
-  train_x, train_y = tfds.load_split(data_config, "train")
-  test_x, test_y = tfds.load_split(data_config, "test")
+  train_x, train_y, names, sizes = tfds.load_split(data_config, "train")
+  test = tfds.load_split(data_config, "test")
+  if test is None:  # factor datasets (dsprites, shapes3d) have one split: a fixed subset tests
+    idx = np.random.default_rng(rng.TEST_SUBSET_SEED).permutation(len(train_x))[:10000]
+    test_x, test_y = train_x[np.sort(idx)], train_y[np.sort(idx)]
+  else:
+    test_x, test_y = test[:2]
   b = data_config.binarization
   if b == "static":
     train_x = np.where(train_x > 127, 255, 0).astype(np.uint8)
@@ -109,12 +114,17 @@ def load(data_config) -> Dataset:
   elif b == "dynamic":
     gen = np.random.default_rng(rng.TEST_BINARIZATION_SEED)
     test_x = np.where(gen.random(test_x.shape) < test_x / 255.0, 255, 0).astype(np.uint8)
+  if len(data_config.exclude_labels) and train_y.ndim > 1:
+    raise UserError(f"config.data.exclude_labels={tuple(data_config.exclude_labels)!r} is "
+                    f"invalid for {data_config.name!r}: expected () (its labels are "
+                    f"{train_y.shape[1]} factors, not one class)")
   train_x, train_y = exclude_labels(train_x, train_y, data_config.exclude_labels)
   if not len(train_y):
     raise UserError(f"config.data.exclude_labels={tuple(data_config.exclude_labels)!r} removes "
                     f"every training image of {data_config.name!r}")
-  sizes = (int(max(train_y.max(initial=0), test_y.max(initial=0))) + 1,)
-  return Dataset(data_config.name, b, train_x, train_y, test_x, test_y, ("label",), sizes)
+  if not sizes:
+    sizes = (int(max(train_y.max(initial=0), test_y.max(initial=0))) + 1,)
+  return Dataset(data_config.name, b, train_x, train_y, test_x, test_y, names, sizes)
 
 
 def exclude_labels(images, labels, excluded) -> tuple[np.ndarray, np.ndarray]:

@@ -40,6 +40,7 @@ class BatchPlan:
   corruption: str
   corruption_level: float
   packed: bool = False  # the split holds bit-packed binary images (`Dataset.packed_shape`)
+  objective_keys: bool = False  # the objective samples: a key per step (`rng.objective_key`)
 
   @classmethod
   def from_config(cls, config, image_shape, num_train: int, packed: bool = False) -> "BatchPlan":
@@ -50,7 +51,8 @@ class BatchPlan:
                num_samples=config.num_importance_samples,
                binarization="static" if packed else config.data.binarization,
                corruption=config.data.corruption,
-               corruption_level=config.data.corruption_level, packed=packed)
+               corruption_level=config.data.corruption_level, packed=packed,
+               objective_keys=_objective_samples(config))
 
   @property
   def steps_per_epoch(self) -> int:
@@ -85,6 +87,9 @@ class BatchPlan:
     xs = (steps_S, jnp.swapaxes(perm_MxSxB, 0, 1), keys_SxMx2[..., 0], eps)
     if self.corrupting:  # a separate stream per step (rng.corruption_key)
       step_key = lambda s: jax.vmap(lambda k: rng.corruption_key(k, s))(train_keys)
+      xs += (jax.vmap(step_key)(steps_S),)
+    if self.objective_keys:  # another (rng.objective_key)
+      step_key = lambda s: jax.vmap(lambda k: rng.objective_key(k, s))(train_keys)
       xs += (jax.vmap(step_key)(steps_S),)
     return xs
 
@@ -123,6 +128,11 @@ class BatchPlan:
     if not self.corrupting:
       return x, x
     return corruption.apply(self.corruption, x, c_b, self.corruption_level), x
+
+
+def _objective_samples(config) -> bool:
+  from vae_jax import objectives  # pylint: disable=g-import-not-at-top
+  return objectives.OBJECTIVES[config.objective].needs_key
 
 
 def unpack_bits(packed_BxP, num_pixels: int):

@@ -57,7 +57,7 @@ def _draw_grid(ax, images, z1, z2, title):
   ax.set_title(title, fontsize=10)
 
 
-def _draw_scatter(ax, codes, labels, title, box=None):
+def _draw_scatter(ax, codes, labels, title, box=None, label_name="digit"):
   codes = np.asarray(codes)
   if codes.shape[1] == 2:
     xy, names = codes, ("$z_1$", "$z_2$")
@@ -73,7 +73,7 @@ def _draw_scatter(ax, codes, labels, title, box=None):
   if box is not None:  # the region the manifold grid covers
     (x0, x1), (y0, y1) = box
     ax.plot([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0], "k--", lw=0.8, label="grid")
-  ax.legend(title="digit", markerscale=5, fontsize=7, title_fontsize=8, loc="upper left",
+  ax.legend(title=label_name, markerscale=5, fontsize=7, title_fontsize=8, loc="upper left",
             bbox_to_anchor=(1.0, 1.0), frameon=False)
   ax.set_xlabel(names[0])
   ax.set_ylabel(names[1])
@@ -108,10 +108,12 @@ def _manifold_title(model) -> str:
   return "AE latent manifold: 1st ... 99th percentile of its latents"
 
 
-def save_latent_scatter(path, codes, labels, title: str = "Test latents (posterior means)") -> str:
-  """Each image's latent (mean) coloured by its digit; PCA to 2-D when the latent is larger."""
+def save_latent_scatter(path, codes, labels, title: str = "Test latents (posterior means)",
+                        label_name: str = "digit") -> str:
+  """Each image's latent (mean) coloured by its label (digit); PCA to 2-D when the latent is
+  larger."""
   fig, ax = plt.subplots(figsize=(6.4, 5.2))
-  _draw_scatter(ax, codes, np.asarray(labels), title)
+  _draw_scatter(ax, codes, np.asarray(labels), title, label_name=label_name)
   return save_figure(fig, path)
 
 
@@ -157,15 +159,19 @@ def interpolation_pairs(labels, digit_pairs=((0, 6), (1, 7), (2, 3), (4, 9), (5,
   return ia, ib, [f"{labels[a]}→{labels[b]}" for a, b in pairs]
 
 
-def save_latent_figures(workdir, model, test_images_u8, test_labels) -> dict[str, str]:
+def save_latent_figures(workdir, model, test_images_u8, test_labels,
+                        label_name: str = "digit") -> dict[str, str]:
   """A finished run's latent figures in `workdir`: latents.png (scatter; PCA above 2-D) and,
-  for a 2-D latent space, manifold.png. Returns {name: path} for the run's image log."""
+  for a 2-D latent space, manifold.png. Returns {name: path} for the run's image log.
+  `test_labels` (N,) colour the scatter; for (N, F) factor labels the first factor does."""
   workdir = pathlib.Path(workdir)
   lat = latents.encode_means(model, test_images_u8)
+  labels = np.asarray(test_labels)
+  labels = labels[:, 0] if labels.ndim == 2 else labels
   what = "posterior means" if model.kind == "vae" else "z = f(x)"
   paths = {"latents": save_latent_scatter(
-      workdir / "latents.png", lat, np.asarray(test_labels),
-      f"{_model_name(model)} test latents ({what}), coloured by digit")}
+      workdir / "latents.png", lat, labels,
+      f"{_model_name(model)} test latents ({what}), coloured by {label_name}", label_name)}
   if model.latent_dim == 2:
     paths["manifold"] = save_manifold(workdir / "manifold.png", model, lat)
   return paths

@@ -121,6 +121,59 @@ def plot_latent_size(rows: list[dict], path: str | os.PathLike, *,
   return save_figure(fig, path)
 
 
+DISENTANGLEMENT_METRICS = ("beta_vae", "factor_vae", "mig", "dci_disentanglement",
+                           "dci_completeness", "dci_informativeness", "sap", "modularity",
+                           "explicitness")
+
+
+def plot_metrics_against(rows: list[dict], path: str | os.PathLike, *, key: str = "beta",
+                         metrics=tuple(f"disentanglement/{m}" for m in DISENTANGLEMENT_METRICS),
+                         replicate_key: str = "seed") -> str:
+  """One panel per metric against a swept key: the median over seeds as a line, their range
+  (min to max) as a band; rows that differ in other swept keys are separate lines."""
+  metrics = [m for m in metrics if any(is_number(r.get(m)) for r in rows)]
+  if not metrics:
+    raise ValueError("no rows hold any of the metrics")
+  others = sorted({k for r in rows for k in r if "/" not in k and k not in (
+      key, replicate_key, "member", "status")})
+  others = [k for k in others if len({repr(r.get(k)) for r in rows}) > 1]
+  ncols = min(3, len(metrics))
+  nrows = -(-len(metrics) // ncols)
+  fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 2.8 * nrows), squeeze=False)
+  series: dict[tuple, list[dict]] = {}
+  for r in rows:
+    if is_number(r.get(key)):
+      series.setdefault(tuple(r.get(k) for k in others), []).append(r)
+  values = sorted({r[key] for rs in series.values() for r in rs})
+  log_x = values[0] > 0 and values[-1] / values[0] >= 8
+  for ax, m in zip(axes.flat, metrics):
+    for i, (sk, rs) in enumerate(sorted(series.items(), key=lambda kv: repr(kv[0]))):
+      xs = sorted({r[key] for r in rs})
+      per_x = [[float(r[m]) for r in rs if r[key] == x and is_number(r.get(m))] for x in xs]
+      pts = [(x, np.median(v), min(v), max(v)) for x, v in zip(xs, per_x) if v]
+      if not pts:
+        continue
+      x, med, lo, hi = map(np.array, zip(*pts))
+      color = plt.get_cmap("tab10")(i % 10)
+      label = ", ".join(f"{k}={_fmt(v)}" for k, v in zip(others, sk)) or None
+      ax.plot(x, med, "o-", ms=4, color=color, label=label)
+      ax.fill_between(x, lo, hi, color=color, alpha=0.2, lw=0)
+    ax.set_title(m.split("/")[-1], fontsize=9)
+    if log_x:
+      ax.set_xscale("log", base=2)
+      ax.set_xticks(values, [_fmt(v) for v in values])
+    ax.set_xlabel(key, fontsize=8)
+    ax.grid(alpha=0.3)
+  for ax in list(axes.flat)[len(metrics):]:
+    ax.set_visible(False)
+  if others:
+    axes.flat[0].legend(fontsize=6, frameon=False)
+  n_rep = max(len([r for r in rs if r[key] == v]) for rs in series.values() for v in values)
+  fig.suptitle(f"Disentanglement metrics against {key} (median over seeds, band: range; "
+               f"up to {n_rep} per point)", fontsize=10)
+  return save_figure(fig, path)
+
+
 def sweep_figures(workdir: pathlib.Path, rows, keys) -> list[str]:
   """The sweep's comparison figure(s), chosen by what it sweeps."""
   done = [r for r in rows if r.get("status") == "finished"]
@@ -129,6 +182,9 @@ def sweep_figures(workdir: pathlib.Path, rows, keys) -> list[str]:
     return paths
   if "beta" in keys:
     paths.append(plot_rate_distortion(done, workdir / "rate_distortion.png"))
+  swept = [k for k in keys if k != "seed"]
+  if len(swept) == 1 and any(is_number(r.get("disentanglement/mig")) for r in done):
+    paths.append(plot_metrics_against(done, workdir / "disentanglement.png", key=swept[0]))
   # Latent size against test NLL only when it is what the sweep varies: a sweep that also
   # changes, say, the objective (configs/iwae_table.py) would mix unlike models in one curve.
   if "model.latent_dim" in keys and set(keys) <= {"model.latent_dim", "model.name", "seed"}:

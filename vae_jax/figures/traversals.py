@@ -48,7 +48,7 @@ def save_traversals(path: str | os.PathLike, model, image_u8, kl_per_dim, *, lim
   images = latents.decode_means(model, traversal_codes(z0, units, limit, steps))
   labels = [f"z{d}  {score_name} {float(kl_per_dim[d]):.2f}" for d in units]
   return save_grid(path, images, steps, f"Latent traversals: each unit from -{limit:g} to "
-                   f"+{limit:g} (prior std), others at a test image's posterior mean", labels)
+                   f"+{limit:g} prior std,\nthe others at a test image's posterior mean", labels)
 
 
 def save_factor_traversals(path: str | os.PathLike, model, factor_images: dict, kl_per_dim, *,

@@ -37,8 +37,8 @@ For evaluation no estimator is needed: `decompose_over_dataset` evaluates q(z) a
 marginals against every posterior of a finite set (the test split), exactly, at one sample per
 point of a subset; the training loop logs it as test/index_code_mi, test/total_correlation and
 test/dimwise_kl. All functions are pure JAX
-(`log_qz_estimates` and `decompose` are jitted with `dataset_size` and `estimator` static) and
-reusable by a β-TCVAE objective.
+(`log_qz_estimates` and `decompose` are jitted with `dataset_size` and `estimator` static;
+`log_qz_terms` is the un-jitted body that the β-TCVAE objective, `beta_tcvae.py`, calls).
 """
 
 from __future__ import annotations
@@ -87,14 +87,14 @@ def log_importance_weights(batch_size: int, dataset_size: int, estimator: str = 
   return jnp.log(w.astype(dtype))
 
 
-@functools.partial(jax.jit, static_argnames=("dataset_size", "estimator"))
-def log_qz_estimates(mean_BxZ, logvar_BxZ, z_BxZ, dataset_size: int, estimator: str = "mss"):
+def log_qz_terms(mean_BxZ, logvar_BxZ, z_BxZ, dataset_size: int, estimator: str = "mss"):
   """Per-sample (log q(z|x), log q(z), log Π_j q(z_j), log p(z)), each of shape (B,).
 
   z_BxZ[i] is a sample of q(z | x_i) = N(mean_BxZ[i], exp(logvar_BxZ[i])); p(z) = N(0, I);
   q(z) and Π_j q(z_j) are the aggregate posterior over a dataset of `dataset_size` points and
   the product of its marginals, estimated from this batch with `estimator` ("mss" or "mws").
-  Jitted, with `dataset_size` and `estimator` static.
+  Not jitted: the form a traced loss calls (the β-TCVAE objective); `log_qz_estimates` is the
+  same, jitted with `dataset_size` and `estimator` static.
   """
   dtype = jnp.result_type(mean_BxZ, logvar_BxZ, z_BxZ, jnp.float32)
   mean_BxZ, logvar_BxZ, z_BxZ = (jnp.asarray(a, dtype) for a in (mean_BxZ, logvar_BxZ, z_BxZ))
@@ -105,6 +105,10 @@ def log_qz_estimates(mean_BxZ, logvar_BxZ, z_BxZ, dataset_size: int, estimator: 
   log_qz_B = jax.nn.logsumexp(jnp.sum(pair_BxBxZ, axis=-1) + log_w_BxB, axis=1)
   log_prod_qzj_B = jnp.sum(jax.nn.logsumexp(pair_BxBxZ + log_w_BxB[:, :, None], axis=1), axis=-1)
   return log_qzx_B, log_qz_B, log_prod_qzj_B, log_pz_B
+
+
+log_qz_estimates = functools.partial(jax.jit, static_argnames=("dataset_size", "estimator"))(
+    log_qz_terms)
 
 
 @functools.partial(jax.jit, static_argnames=("dataset_size", "estimator"))

@@ -3,7 +3,8 @@
     python -m vae_jax.tools.encode --workdir runs/vae30 [--split test|train|both]
 
 Writes DIR/latents_<split>.npy (float32, (N, Z): the posterior means of a VAE, z = f(x) of an
-AE) and DIR/labels_<split>.npy (int32, (N,)), row i of both from image i of the split (after
+AE) and DIR/labels_<split>.npy (int32: (N,) class labels, or (N, F) factor indices for a dataset
+with ground-truth factors such as dSprites), row i of both from image i of the split (after
 any `data.exclude_labels` on the train split). The inputs are the images the model saw: for
 dynamic binarisation the train split is binarised once with a fixed seed, as the test split
 already is. Bad input prints one line on stderr and exits with status 2.
@@ -51,8 +52,16 @@ def export_latents(workdir, split: str = "test", *, epoch: int | None = None, da
     _, model, dataset = workdir_lib.load_run(workdir, epoch=epoch, dataset=dataset)
   written = {}
   for s in (("test", "train") if split == "both" else (split,)):
-    images, labels = split_images(dataset, s)
-    latents = latents_lib.encode_means(model, images).astype(np.float32)
+    if s == "train" and dataset.packed_shape is not None:
+      # Bit-packed binary images (dSprites: 3 GB as bytes): unpacked chunk by chunk.
+      labels = dataset.train_labels
+      chunk = 20000
+      latents = np.concatenate([latents_lib.encode_means(
+          model, dataset.images("train", slice(i, i + chunk))) for i in range(0, len(labels), chunk)]
+      ).astype(np.float32)
+    else:
+      images, labels = split_images(dataset, s)
+      latents = latents_lib.encode_means(model, images).astype(np.float32)
     for name, arr in ((f"latents_{s}", latents), (f"labels_{s}", labels.astype(np.int32))):
       path = pathlib.Path(workdir) / f"{name}.npy"
       tmp = path.with_suffix(".tmp.npy")

@@ -1,0 +1,77 @@
+"""The β-TCVAE (`config.objective = "beta_tcvae"`).
+
+Chen et al. (2018), "Isolating Sources of Disentanglement in Variational Autoencoders"
+(NeurIPS; arXiv:1802.04942), eq. (4): the ELBO's KL term, split into index-code mutual
+information, total correlation and dimension-wise KL (`kl_decomposition.py`), with a weight
+for each:
+
+    loss = rec + α I_q(z; n) + β KL(q(z) || Π_j q(z_j)) + γ Σ_j KL(q(z_j) || p(z_j))
+
+each term the batch mean of its per-sample log-density difference at one sample z ~ q(z|x) per
+image, log q(z) and log Π_j q(z_j) estimated from the batch's posteriors over a training set of
+`ctx.dataset_size` images: by minibatch stratified sampling ("mss", the default) or minibatch
+weighted sampling ("mws", the paper's Sec. 4 estimator). The three terms telescope to the
+sampled KL, mean[log q(z|x) - log p(z)], so at α = β = γ = 1 the loss is rec + that sampled
+KL, an unbiased one-sample estimate of the negative ELBO. The paper, and the defaults, set
+α = γ = 1 and weight only the total correlation (β; the authors' example uses β = 6).
+
+Fields: `tcvae_alpha`, `tcvae_beta`, `tcvae_gamma` (per member: they may differ within a
+vectorised group) and `tcvae_estimator` (changes the program, so not per member; it reaches the
+loss as `ctx.options["tcvae_estimator"]`, see `objectives.static_options`). `config.beta` must
+stay 1 (and `kl_warmup_steps`, `free_bits` 0): the three weights replace it. The batch must
+hold at least 2 images (on several devices, each device's share of it: the estimates use the
+posteriors of the images on that device). Metrics: loss, rec, kl and neg_elbo (analytic KL, as
+for every objective), `index_code_mi`, `total_correlation`, `dimwise_kl` and `sampled_kl`
+(their sum).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from vae_jax import checks
+from vae_jax.objectives import common, kl_decomposition
+
+HPARAMS = ("tcvae_alpha", "tcvae_beta", "tcvae_gamma")
+STATIC = ("tcvae_estimator",)
+ESTIMATORS = kl_decomposition.ESTIMATORS
+
+
+def decomposition(mean_BxZ, logvar_BxZ, z_BxZ, dataset_size: int, estimator: str = "mss"):
+  """Batch means (index_code_mi, total_correlation, dimwise_kl, sampled_kl) at the samples
+  z_BxZ of q(z|x) = N(mean, exp(logvar)), with q(z) over `dataset_size` images estimated by
+  `estimator`; traceable (`dataset_size` and `estimator` are Python values)."""
+  if dataset_size < 1:
+    raise ValueError("beta_tcvae needs the training set's size (LossContext.dataset_size) to "
+                     "estimate log q(z)")
+  log_qzx, log_qz, log_prod, log_pz = kl_decomposition.log_qz_terms(
+      mean_BxZ, logvar_BxZ, z_BxZ, dataset_size, estimator)
+  return (jnp.mean(log_qzx - log_qz), jnp.mean(log_qz - log_prod), jnp.mean(log_prod - log_pz),
+          jnp.mean(log_qzx - log_pz))
+
+
+def loss(model, x_in, x_target, eps, hparams, ctx):
+  """rec + α MI + β TC + γ dimension-wise KL on one batch, one sample per image."""
+  mean, logvar, z, rec, kl_per_dim = common.one_sample_terms(model, x_in, x_target, eps)
+  estimator = ctx.options.get("tcvae_estimator", "mss")
+  mi, tc, dwkl, sampled_kl = decomposition(mean, logvar, z, ctx.dataset_size, estimator)
+  total = rec + hparams["tcvae_alpha"] * mi + hparams["tcvae_beta"] * tc + (
+      hparams["tcvae_gamma"] * dwkl)
+  kl = jnp.sum(kl_per_dim)
+  return total, {"loss": total, "rec": rec, "kl": kl, "neg_elbo": rec + kl,
+                 "index_code_mi": mi, "total_correlation": tc, "dimwise_kl": dwkl,
+                 "sampled_kl": sampled_kl}
+
+
+def check_fields(config) -> None:
+  """Type and range of the fields, whatever the objective."""
+  for f in HPARAMS:
+    checks.number(config, f, 0.0)
+  checks.choice(config, "tcvae_estimator", ESTIMATORS)
+
+
+def validate(config) -> None:
+  """The combinations `beta_tcvae` defines: a one-layer VAE, one sample, a batch of >= 2 images,
+  the three weights instead of beta."""
+  common.require_one_sample_vae(config, min_batch=2)
+  common.refuse_elbo_knobs(config, "tcvae_alpha, tcvae_beta and tcvae_gamma")
