@@ -39,12 +39,56 @@ def _one_line(e: BaseException) -> str:
   return " ".join(str(e).replace("\\n", " ").split())
 
 
+def _config_arg(argv) -> str | None:
+  for i, a in enumerate(argv[1:], 1):
+    if a.startswith("--config="):
+      return a.split("=", 1)[1]
+    if a == "--config" and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def config_load_error(config_arg: str) -> str | None:
+  """Why the config file does not load (naming the file and the line), or None if it does."""
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import traceback  # pylint: disable=g-import-not-at-top
+  path, _, arg = config_arg.partition(":")
+  if not os.path.isfile(path):
+    return None
+
+  def where(e):
+    lines = [f.lineno for f in traceback.extract_tb(e.__traceback__)
+             if os.path.abspath(f.filename) == os.path.abspath(path)]
+    line = lines[-1] if lines else getattr(e, "lineno", None)  # SyntaxError carries its own
+    return f"{path}, line {line}" if line else path
+
+  try:
+    spec = importlib.util.spec_from_file_location("_vae_jax_config_check", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+  except Exception as e:  # pylint: disable=broad-except  (whatever the file raises)
+    return f"{where(e)}: the file does not import: {type(e).__name__}: {_one_line(e)}"
+  if not callable(getattr(module, "get_config", None)):
+    return (f"{path} defines no get_config(); a config file defines get_config() returning an "
+            "ml_collections.ConfigDict")
+  try:
+    module.get_config(arg) if arg else module.get_config()
+  except Exception as e:  # pylint: disable=broad-except
+    return f"{where(e)}: get_config({repr(arg) if arg else ''}) raised {type(e).__name__}: {_one_line(e)}"
+  return None
+
+
 def _parse_flags(argv):
   """Flag parsing with one clear line (and exit 2) instead of absl's usage dump or a traceback."""
   try:
     return flags.FLAGS(argv)
   except Exception as e:  # pylint: disable=broad-except  (absl and ml_collections errors)
-    print(f"error: bad command line: {_one_line(e)}", file=sys.stderr)
+    config_arg = _config_arg(argv)
+    problem = config_load_error(config_arg) if config_arg else None
+    if problem:
+      print(f"error: config {problem}", file=sys.stderr)
+    else:
+      print(f"error: bad command line: {_one_line(e)}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -61,7 +105,9 @@ def main(argv):
     config = _CONFIG.value
     config.keys()  # config_flags loads lazily: surface a broken file here
   except Exception as e:  # pylint: disable=broad-except  (config file missing or broken)
-    print(f"error: could not load --config: {_one_line(e)}", file=sys.stderr)
+    problem = config_load_error(path)
+    print(f"error: config {problem}" if problem else f"error: could not load --config: "
+          f"{_one_line(e)}", file=sys.stderr)
     sys.exit(2)
   from vae_jax import launcher  # pylint: disable=g-import-not-at-top
   launcher.main(

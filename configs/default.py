@@ -109,6 +109,9 @@ def get_config() -> config_dict.ConfigDict:
   # training; 0 = skip. k = 5000 costs minutes on a CPU; `python -m vae_jax.evaluate` runs it later.
   c.eval_nll_k = 0
   c.num_plot_images = 16  # Test images in the reconstruction figure; also samples = this squared / 2.
+  # Each finished run's PNGs (reconstructions, samples, latents, traversals); False skips
+  # them (a large grid, or the test suite). The sweep's own figures are written either way.
+  c.write_figures = True
   # Test images whose sample z is scored against the test split's aggregate posterior for
   # test/index_code_mi, test/total_correlation and test/dimwise_kl (Chen et al., 2018) at every
   # evaluation (one-layer VAEs); 0 = off.

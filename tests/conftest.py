@@ -11,7 +11,22 @@ import os
 # memory. Set before anything imports JAX; subprocesses inherit it through the environment.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
+import atexit  # pylint: disable=g-import-not-at-top
+import shutil  # pylint: disable=g-import-not-at-top
+import tempfile  # pylint: disable=g-import-not-at-top
+
+import jax  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
+
+# Tests train many tiny models with the same shapes: JAX's persistent compilation cache (what
+# every launch uses, vae_jax/compilation_cache.py) lets the in-process ones load a program
+# compiled by an earlier test instead of compiling it again. A fresh folder per session, so a
+# run never depends on what an earlier one left; launches in subprocesses use their own.
+_XLA_CACHE = tempfile.mkdtemp(prefix="vae_jax_tests_xla_")
+atexit.register(shutil.rmtree, _XLA_CACHE, ignore_errors=True)
+jax.config.update("jax_compilation_cache_dir", _XLA_CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 from tests.helpers import fake_dataset, tiny_config  # pylint: disable=g-import-not-at-top
 

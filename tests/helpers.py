@@ -28,6 +28,7 @@ def tiny_config(**overrides):
   c.eval_batch_size = 32
   c.checkpoint_every_epochs = 1
   c.num_plot_images = 4
+  c.write_figures = False  # tests that check the PNGs turn them on
   c.wandb.mode = "disabled"
   c.data.name = "fake"
   for k, v in overrides.items():
@@ -98,6 +99,7 @@ def get_config():
   c.model.latent_dim = 4
   c.eval_batch_size = 32
   c.num_plot_images = 4
+  c.write_figures = False
   c.wandb.mode = "disabled"
   c.data.name = "fake"
   c.data.cache_dir = {cache_dir!r}

@@ -64,7 +64,8 @@ def test_decoder_output_depends_on_every_pixel_position():
 @pytest.mark.slow
 def test_conv_trains_on_32x32x3_fake_data(tmp_path):
   ds = fake_dataset(n_train=128, n_test=32, shape=(32, 32, 3), binarization="static")
-  config = _conv_config(num_epochs=3, learning_rate=3e-3, **{"data.binarization": "static"})
+  config = _conv_config(num_epochs=3, learning_rate=3e-3, write_figures=True,
+                        **{"data.binarization": "static"})
   res = train.train_group([config], [tmp_path], dataset=ds)[0]
   rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert rows[-1]["train/loss"] < rows[0]["train/loss"]

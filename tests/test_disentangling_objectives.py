@@ -359,6 +359,7 @@ def get_config():
   c.model.latent_dim = 4
   c.eval_batch_size = 32
   c.num_plot_images = 4
+  c.write_figures = False
   c.checkpoint_every_epochs = 1
   c.wandb.mode = "disabled"
   c.data.name = "fake"

@@ -254,7 +254,7 @@ def _metrics(workdir):
 @pytest.mark.slow
 def test_two_layer_vae_trains_and_is_evaluated(tmp_path):
   ds = fake_dataset(n_train=256)
-  config = tiny_config(num_epochs=6, learning_rate=1e-2, eval_nll_k=20,
+  config = tiny_config(num_epochs=6, learning_rate=1e-2, eval_nll_k=20, write_figures=True,
                        **{"model.stochastic_layers": 2, "model.top_latent_dim": 2,
                           "model.top_hidden_sizes": (8,)})
   validate.validate(config)
@@ -282,6 +282,7 @@ def get_config():
   c.eval_batch_size = 32
   c.eval_nll_k = 10
   c.num_plot_images = 4
+  c.write_figures = False
   c.wandb.mode = "disabled"
   c.data.name = "fake"
   c.data.cache_dir = {cache_dir!r}

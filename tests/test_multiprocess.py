@@ -3,9 +3,11 @@
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -55,3 +57,83 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path):
   # Exactly one writer: one metrics line per epoch and one W&B run.
   assert len((tmp_path / "two" / "metrics.jsonl").read_text().splitlines()) == 2
   assert len(list((tmp_path / "two" / "wandb").glob("offline-run-*"))) == 1
+
+
+def _two_processes(cfg, workdir, *extra):
+  port = _free_port()
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+  return [subprocess.Popen([sys.executable, str(ROOT / "launch.py"), "--config", str(cfg),
+                            "--nosweep", "--workdir", str(workdir), *extra,
+                            f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+                            f"--process_id={i}"], cwd=ROOT, env=env, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]
+
+
+def _wait_for_first_epoch(workdir, procs, timeout=300):
+  metrics = workdir / "metrics.jsonl"
+  deadline = time.time() + timeout
+  while not (metrics.exists() and metrics.read_text().strip()):
+    assert time.time() < deadline and all(p.poll() is None for p in procs)
+    time.sleep(0.05)
+
+
+def _long_config(tmp_path):
+  cache = write_fake_cache(tmp_path / "cache", n_train=1024)
+  cfg = tmp_path / "cfg.py"
+  cfg.write_text(TINY_CONFIG_FILE.format(cache_dir=cache).replace(
+      "c.num_epochs = 2", "c.num_epochs = 5\n  c.checkpoint_every_epochs = 100"))
+  return cfg
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_both_at_the_same_epoch_with_one_checkpoint(tmp_path):
+  cfg = _long_config(tmp_path)
+  wd = tmp_path / "run"
+  procs = _two_processes(cfg, wd)
+  try:
+    _wait_for_first_epoch(wd, procs)
+    procs[1].send_signal(signal.SIGTERM)
+    outs = [p.communicate(timeout=300) for p in procs]
+  finally:
+    for p in procs:
+      p.kill()
+  if any(p.returncode == 0 for p in procs):
+    pytest.skip("the run finished before SIGTERM arrived")
+  saved = sorted(int(p.name) for p in (wd / "checkpoints").iterdir())
+  assert len(saved) == 1 and saved[0] < 5  # one checkpoint, written by both together
+  for p, (_, err) in zip(procs, outs):
+    assert p.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "Traceback" not in err
+    assert f"saved a checkpoint at epoch {saved[0]}" in err, err[-2000:]
+  assert "reached another process" in outs[0][1]
+  procs = _two_processes(cfg, wd)
+  try:
+    outs = [p.communicate(timeout=300) for p in procs]
+  finally:
+    for p in procs:
+      p.kill()
+  for p, (_, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-2000:]
+  steps = [json.loads(l)["step"] for l in (wd / "metrics.jsonl").read_text().splitlines()]
+  assert steps == [64 * (e + 1) for e in range(5)]
+
+
+@pytest.mark.slow
+def test_a_process_that_dies_ends_the_others_in_bounded_time_with_one_line(tmp_path):
+  cfg = _long_config(tmp_path)
+  wd = tmp_path / "run"
+  procs = _two_processes(cfg, wd)
+  try:
+    _wait_for_first_epoch(wd, procs)
+    procs[1].kill()
+    t0 = time.time()
+    _, err = procs[0].communicate(timeout=120)  # not left waiting in a collective
+    waited = time.time() - t0
+  finally:
+    for p in procs:
+      p.kill()
+  assert procs[0].returncode == 4, err[-2000:]
+  lines = [l for l in err.splitlines() if l.startswith("error:")]
+  assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
+  assert "another process" in lines[0] and "relaunch every process" in lines[0]
+  assert waited < 60

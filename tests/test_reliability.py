@@ -7,6 +7,7 @@ import os
 import pathlib
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -239,3 +240,90 @@ def test_config_fuzz_every_field_fails_with_one_clean_line(tmp_path, capsys, mon
       assert not wd.exists(), (key, bad)
       checked.add(key)
   assert checked == set(flat)
+
+
+def _wait_for_lock(workdir, proc, timeout=120):
+  """Until `proc` holds the lock of `workdir` (its pid in DIR/lock)."""
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    try:
+      if json.loads((workdir / "lock").read_text())["pid"] == proc.pid:
+        return
+    except (OSError, ValueError, KeyError):
+      pass
+    assert proc.poll() is None, "the first launch ended before it took the lock"
+    time.sleep(0.05)
+  raise AssertionError(f"{workdir} was never locked by pid {proc.pid}")
+
+
+def _tree(wd):
+  return {str(p.relative_to(wd)): p.read_bytes() for p in sorted(wd.rglob("*")) if p.is_file()}
+
+
+def _refused(proc, holder_pid):
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  lines = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+  assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+  assert f"in use by pid {holder_pid} on host {socket.gethostname()}" in lines[0], lines[0]
+
+
+@pytest.mark.slow
+def test_a_second_launch_on_a_busy_workdir_is_refused_and_a_killed_holder_does_not_block(
+    kill_setup, tmp_path):
+  root, path, module = kill_setup
+  wd = tmp_path / "shared"
+  args = [str(path), "--nosweep", "--workdir", str(wd)]
+  first = subprocess.Popen(_cmd(args), cwd=ROOT, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+  try:
+    _wait_for_lock(wd, first)
+    first.send_signal(signal.SIGSTOP)  # a slow first launch, frozen mid-run: it holds the lock
+    before = _tree(wd)
+    _refused(_run(args), first.pid)
+    assert _tree(wd) == before  # the refused launch touched nothing
+    first.send_signal(signal.SIGKILL)  # its lock file stays behind, naming a dead process
+    first.wait(timeout=60)
+  finally:
+    if first.poll() is None:
+      first.kill()
+  assert (wd / "lock").exists()
+  done = _run(args)
+  assert done.returncode == 0, done.stderr[-2000:]
+  config = module.get_config()
+  for a, b in zip(_params(config, root / "ref"), _params(config, wd)):
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.slow
+def test_sweep_agents_share_a_sweep_folder_member_by_member(kill_setup, tmp_path):
+  root, path, module = kill_setup
+  wd = tmp_path / "sweep"
+  names = [sweeps.member_name(o) for o in module.get_sweep()]
+  sweep_args = [str(path), "--workdir", str(wd)]
+  agent = subprocess.Popen(_cmd([*sweep_args, f"--member={names[0]}"]), cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    _wait_for_lock(wd / names[0], agent)
+    agent.send_signal(signal.SIGSTOP)
+    # The same member again: refused. Another member: trained alongside.
+    _refused(_run([*sweep_args, f"--member={names[0]}"]), agent.pid)
+    other = _run([*sweep_args, f"--member={names[1]}"])
+    assert other.returncode == 0, other.stderr[-2000:]
+    # The whole sweep: leaves the busy member to its agent and trains the rest.
+    whole = _run(sweep_args)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    assert f"skipped: {wd / names[0]} is in use by pid {agent.pid}" in whole.stdout
+    assert f"{wd / names[1]}: finished, skipped" in whole.stdout
+    assert not (wd / names[0] / "results.json").exists()
+    agent.send_signal(signal.SIGCONT)
+    assert agent.wait(timeout=300) == 0
+  finally:
+    if agent.poll() is None:
+      agent.kill()
+  final = _run(sweep_args)
+  assert final.returncode == 0, final.stderr[-2000:]
+  assert (wd / "sweep.csv").read_text().count("finished") == 3
+  for overrides, name in zip(module.get_sweep(), names):  # each alone: float noise of the group
+    config = sweeps.apply_overrides(module.get_config(), overrides)
+    for a, b in zip(_params(config, root / "ref_sweep" / name), _params(config, wd / name)):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

@@ -14,7 +14,7 @@ from vae_jax import train
 @pytest.mark.parametrize("kind", ["vae", "ae"])
 def test_a_few_epochs_lower_the_loss(tmp_path, kind):
   ds = fake_dataset(n_train=256)
-  config = tiny_config(num_epochs=6, learning_rate=1e-2, **{"model.name": kind})
+  config = tiny_config(num_epochs=6, learning_rate=1e-2, write_figures=True, **{"model.name": kind})
   train.train_group([config], [tmp_path], dataset=ds)
   rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert [r["step"] for r in rows] == [16 * (i + 1) for i in range(6)]
@@ -53,6 +53,7 @@ def test_resumed_run_equals_uninterrupted_run_exactly(tmp_path):
   mb = [json.loads(l) for l in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
   assert [r["step"] for r in ma] == [r["step"] for r in mb]
   assert [r["train/loss"] for r in ma] == [r["train/loss"] for r in mb]
+  assert not list((tmp_path / "a").glob("*.png"))  # write_figures=False: the run's PNGs skipped
 
 
 def test_finished_run_relaunched_only_reports(tmp_path, capsys):

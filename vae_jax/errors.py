@@ -9,6 +9,16 @@ class UserError(Exception):
   """Bad input (config value, data file, workdir state). The message is one line for the user."""
 
 
+class PeerFailed(UserError):
+  """Another process of a multi-host run failed or stopped answering."""
+
+
+# Exit statuses of launch.py (the README's Reliability section lists them).
+EXIT_USER_ERROR = 2
+EXIT_DIVERGED = 3
+EXIT_PEER_FAILED = 4
+
+
 def fail(message: str):
   """Prints `error: message` on stderr and exits with status 2 (no traceback)."""
   print(f"error: {message}", file=sys.stderr)

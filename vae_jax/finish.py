@@ -58,8 +58,8 @@ def finish_member(config, workdir: pathlib.Path, writer, *, failed: str | None, 
   res.update(timing)
   if is_main:
     trained = nnx.merge(*model)
-    images = run_figures(config, workdir, trained, dataset)
-    writer.log_images(timing["steps"], images)
+    if config.write_figures:
+      writer.log_images(timing["steps"], run_figures(config, workdir, trained, dataset))
     res.update(_test_nll(config, workdir, trained, dataset))
     if config.eval_disentanglement:
       from vae_jax.analysis import factors  # pylint: disable=g-import-not-at-top

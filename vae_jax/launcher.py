@@ -16,10 +16,17 @@ import os
 import pathlib
 import sys
 
+from vae_jax.errors import EXIT_DIVERGED, EXIT_PEER_FAILED, EXIT_USER_ERROR, PeerFailed
 from vae_jax.errors import UserError
 
 
-def _fail(msg: str, code: int = 2):
+_multi_process = False
+
+
+def _fail(msg: str, code: int = EXIT_USER_ERROR):
+  if _multi_process:  # do not wait in JAX's shutdown for peers that may be waiting for us
+    from vae_jax import hosts  # pylint: disable=g-import-not-at-top
+    hosts.exit_now(msg, code)
   print(f"error: {msg}", file=sys.stderr)
   sys.exit(code)
 
@@ -33,12 +40,16 @@ def main(*, config, config_path: str, workdir: str | None, allow_config_change: 
   from absl import logging  # pylint: disable=g-import-not-at-top
 
   logging.set_verbosity(logging.WARNING)  # Orbax logs every step of a save at INFO.
-  from vae_jax import compilation_cache  # pylint: disable=g-import-not-at-top
+  from vae_jax import compilation_cache, faults  # pylint: disable=g-import-not-at-top
+  faults.quiet_reported_failures()  # Orbax's thread tracebacks for what is reported in one line
   compilation_cache.configure()  # persistent compilation cache: later launches skip compiling
+  global _multi_process
   try:
     if distributed or coordinator_address:
-      jax.distributed.initialize(coordinator_address=coordinator_address,
-                                 num_processes=num_processes, process_id=process_id)
+      from vae_jax import hosts  # pylint: disable=g-import-not-at-top
+      hosts.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
+                       process_id=process_id)
+      _multi_process = jax.process_count() > 1
   except Exception as e:  # pylint: disable=broad-except
     _fail(f"could not start the distributed runtime ({type(e).__name__}: {e}); check "
           "--coordinator_address, --num_processes and --process_id")
@@ -48,9 +59,15 @@ def main(*, config, config_path: str, workdir: str | None, allow_config_change: 
   stem = pathlib.Path(config_path.split(":")[0]).stem
   try:
     validate.validate(config, num_devices=jax.device_count())
-    module = sweeps.load_module(config_path)
     arg = config_path.split(":", 1)[1] if ":" in config_path else None
-    sweep = sweeps.sweep_of(module, arg) if use_sweep else None
+    try:
+      module = sweeps.load_module(config_path)
+      sweep = sweeps.sweep_of(module, arg) if use_sweep else None
+    except UserError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except  (whatever the config file raises)
+      raise UserError(f"config {config_path.split(':')[0]}: get_sweep() raised "
+                      f"{type(e).__name__}: {' '.join(str(e).split())}") from None
     if export_wandb_sweep:
       if sweep is None:
         raise UserError(f"{config_path} defines no sweep (get_sweep) to export")
@@ -86,10 +103,17 @@ def main(*, config, config_path: str, workdir: str | None, allow_config_change: 
         config.wandb.group = config.wandb.group or stem
     train.train_and_evaluate(config, workdir, allow_config_change=allow_config_change)
   except train.DivergenceError as e:
-    _fail(str(e), code=3)
+    _fail(str(e), code=EXIT_DIVERGED)
+  except PeerFailed as e:
+    _fail(str(e), code=EXIT_PEER_FAILED)
   except train.Interrupted as e:
     _fail(str(e), code=128 + e.signum)
   except UserError as e:
     _fail(str(e))
+  except OSError as e:  # the machine's fault outside a run (a sweep's summary, a full disk)
+    if faults.is_disk_full(e):
+      _fail(f"disk full writing {e.filename or workdir}; free space and relaunch the same "
+            "command (finished runs are kept)")
+    _fail(f"{e.filename or 'a file'}: {e.strerror or e}; check that path and relaunch")
   except KeyboardInterrupt:
     _fail("interrupted; relaunch the same command to resume from the last checkpoint", code=130)

@@ -48,8 +48,14 @@ def _parse(v: Any) -> Any:
 
 def read_csv(path: str | os.PathLike) -> list[dict[str, Any]]:
   """DIR/sweep.csv as a list of dicts, numbers parsed."""
-  with open(path, newline="") as f:
-    return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+  try:
+    with open(path, newline="") as f:
+      rows = [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    return rows
+  except (OSError, ValueError, csv.Error, AttributeError) as e:  # AttributeError: a short row
+    raise workdir_lib.DamagedFile(
+        f"{path} is damaged or missing ({type(e).__name__}); it is rebuilt from the members' "
+        "results.json by relaunching the sweep's command (finished members are skipped)") from None
 
 
 def override_keys(rows: Iterable[dict]) -> list[str]:
@@ -103,10 +109,14 @@ def write_summary(workdir: pathlib.Path, members, keys: list[str]) -> list[dict[
   """Writes sweep.csv (a row per member) and, with seeds, sweep_seeds.csv; returns the rows."""
   rows = []
   for name, overrides, _ in members:
-    res = workdir_lib.read_results(workdir / name) or {}
+    try:
+      res, damaged = workdir_lib.read_results(workdir / name) or {}, False
+    except workdir_lib.DamagedFile:
+      res, damaged = {}, True
     failed = res.get("failed") or (workdir / name / "failed.json").exists()
     row = {"member": name, **overrides,
-           "status": "failed" if failed else ("finished" if res else "missing")}
+           "status": "damaged results.json" if damaged else
+                     "failed" if failed else ("finished" if res else "missing")}
     row.update({m: res[m] for m in METRICS if m in res})
     rows.append(row)
   columns = ["member", *keys, "status", *[m for m in METRICS if any(m in r for r in rows)]]

@@ -150,7 +150,7 @@ def run_sweep(config, sweep: Sweep, workdir: str | os.PathLike, *,
   over that member's own values, so `--member=m --config.key=v` runs m with key = v.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  from vae_jax import data as data_lib, train  # pylint: disable=g-import-not-at-top
+  from vae_jax import hosts, locks  # pylint: disable=g-import-not-at-top
 
   workdir = pathlib.Path(workdir)
   members = expand(config, sweep)
@@ -174,6 +174,48 @@ def run_sweep(config, sweep: Sweep, workdir: str | os.PathLike, *,
     if workdir_lib.is_finished(workdir / name, c) and jax.process_index() == 0:
       print(f"{workdir / name}: finished, skipped")
 
+  # Each member's workdir is locked while this process trains it, so several agents can share
+  # one sweep folder: a member another process holds is left to it.
+  busy = dict(hosts.main_first(lambda: _lock_free([workdir / n for n, _, _ in todo]),
+                               "lock the sweep's members", others_too=False, share=True))
+  if busy and only is not None:
+    raise locks.Locked(busy[str(workdir / only)])
+  for name, _, _ in todo:
+    if str(workdir / name) in busy and jax.process_index() == 0:
+      print(f"skipped: {busy[str(workdir / name)]}")
+  todo = [m for m in todo if str(workdir / m[0]) not in busy]
+  try:
+    _train_members(workdir, todo, sweep_name, allow_config_change)
+  finally:
+    if jax.process_index() == 0:
+      locks.release_all([workdir / n for n, _, _ in todo])
+
+  if jax.process_index() != 0:
+    return []
+  workdir.mkdir(parents=True, exist_ok=True)
+  keys = swept_keys([o for _, o, _ in members])
+  rows = sweep_table.write_summary(workdir, members, keys)
+  from vae_jax.figures import sweeps as sweep_figures  # pylint: disable=g-import-not-at-top
+  sweep_figures.sweep_figures(workdir, rows, keys)
+  return rows
+
+
+def _lock_free(workdirs) -> list[tuple[str, str]]:
+  """Locks each workdir that no other process holds; returns (workdir, refusal) for the rest."""
+  from vae_jax import locks  # pylint: disable=g-import-not-at-top
+  busy = []
+  for w in workdirs:
+    try:
+      locks.acquire(w)
+    except locks.Locked as e:
+      busy.append((str(w), str(e)))
+  return busy
+
+
+def _train_members(workdir: pathlib.Path, todo, sweep_name: str,
+                   allow_config_change: bool) -> None:
+  """Trains the members, one vectorised group per set of equal shapes."""
+  from vae_jax import train  # pylint: disable=g-import-not-at-top
   groups: dict[str, list] = {}
   for m in todo:
     groups.setdefault(train.group_key(m[2]), []).append(m)
@@ -181,7 +223,7 @@ def run_sweep(config, sweep: Sweep, workdir: str | os.PathLike, *,
   for group in groups.values():
     data_key = json.dumps(group[0][2].data.to_dict(), sort_keys=True)
     if data_key not in datasets:
-      datasets[data_key] = data_lib.load(group[0][2].data)
+      datasets[data_key] = train.load_dataset(group[0][2].data)
     configs = []
     for name, overrides, c in group:
       c = c.copy_and_resolve_references()
@@ -192,15 +234,6 @@ def run_sweep(config, sweep: Sweep, workdir: str | os.PathLike, *,
     train.train_group(configs, [workdir / n for n, _, _ in group], group_name=sweep_name,
                       allow_config_change=allow_config_change, dataset=datasets[data_key],
                       extra_config=[{"sweep": sweep_name, "sweep_overrides": o} for _, o, _ in group])
-
-  if jax.process_index() != 0:
-    return []
-  workdir.mkdir(parents=True, exist_ok=True)
-  keys = swept_keys([o for _, o, _ in members])
-  rows = sweep_table.write_summary(workdir, members, keys)
-  from vae_jax.figures import sweeps as sweep_figures  # pylint: disable=g-import-not-at-top
-  sweep_figures.sweep_figures(workdir, rows, keys)
-  return rows
 
 
 def wandb_sweep_spec(sweep: Sweep, *, config_path: str, workdir: str,

@@ -22,8 +22,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from tqdm import tqdm
 
-from vae_jax import checkpoints, data as data_lib, finish, models, objectives, optim
-from vae_jax import step as step_lib, workdir as workdir_lib, writers
+from vae_jax import checkpoints, data as data_lib, faults, finish, hosts, locks, models
+from vae_jax import objectives, optim, step as step_lib, workdir as workdir_lib, writers
 from vae_jax.data import batches
 from vae_jax.errors import UserError
 
@@ -35,10 +35,11 @@ class DivergenceError(UserError):
 class Interrupted(Exception):
   """SIGTERM or Ctrl-C arrived; a checkpoint of the last finished epoch was saved."""
 
-  def __init__(self, signum: int, epoch: int):
+  def __init__(self, signum: int, epoch: int, by_peer: bool = False):
     self.signum, self.epoch = signum, epoch
     name = signal.Signals(signum).name
-    super().__init__(f"{name} received: saved a checkpoint at epoch {epoch}; relaunch the same "
+    got = "a signal reached another process of this run" if by_peer else f"{name} received"
+    super().__init__(f"{got}: saved a checkpoint at epoch {epoch}; relaunch the same "
                      "command to resume")
 
 
@@ -142,28 +143,75 @@ def train_group(configs: Sequence[Any], workdirs: Sequence[str | pathlib.Path], 
   member's overrides added to each member's W&B config). SIGTERM / Ctrl-C stop it cleanly
   after the current epoch (`Interrupted`).
   """
-  with _StopRequests() as stop:
-    return _train_group(configs, workdirs, stop=stop, **kwargs)
-
-
-def _train_group(configs: Sequence[Any], workdirs: Sequence[str | pathlib.Path], *,
-                 stop: _StopRequests, group_name: str | None = None,
-                 allow_config_change: bool = False, dataset: data_lib.Dataset | None = None,
-                 extra_config: Sequence[dict] | None = None) -> list[dict]:
-  """`train_group`'s body, honouring the stop requests of `stop`."""
-  # Setup ------------------------------------------------------------------------------
   if len({group_key(c) for c in configs}) != 1:
     raise ValueError("train_group members must differ only in "
                      + ", ".join(objectives.vectorised_fields(configs[0])))
-  cfg0 = configs[0]
-  is_main = jax.process_index() == 0
   members = [_Member(c, pathlib.Path(w)) for c, w in zip(configs, workdirs)]
+  with _StopRequests() as stop, _locked(members):
+    try:
+      return _train_group(members, stop=stop, **kwargs)
+    except Exception as e:  # pylint: disable=broad-except  (a machine's fault: one line)
+      if not faults.is_fault(e):
+        raise
+      _close_after_fault(members)  # first: a checkpoint still being written completes
+      raise faults.translate(e, config=configs[0], num_members=len(members),
+                             workdir=", ".join(str(m.workdir) for m in members[:3])
+                             + (" ..." if len(members) > 3 else ""),
+                             kept=_kept(members)) from None
+
+
+@contextlib.contextmanager
+def _locked(members):
+  """Holds every member's workdir lock (process 0 takes them; the others learn whether it
+  could), so that no second launch trains into the same workdir."""
+  workdirs = [m.workdir for m in members]
+  hosts.main_first(lambda: locks.acquire_all(workdirs), "lock the workdirs", others_too=False)
+  try:
+    yield
+  finally:
+    if jax.process_index() == 0:
+      locks.release_all(workdirs)
+
+
+def _kept(members) -> str | None:
+  """The newest complete checkpoint, as the messages about a failed run name it."""
+  epochs = [checkpoints.complete_epochs(m.workdir) for m in members]
+  if not all(epochs):
+    return None
+  newest = min(max(e) for e in epochs)
+  where = members[0].workdir / "checkpoints" if len(members) == 1 else "each member's checkpoints/"
+  return f"epoch {newest} in {where}"
+
+
+def _close_after_fault(members):
+  """Closes what a failed run holds open, dropping a checkpoint a full disk cut short."""
+  import io  # pylint: disable=g-import-not-at-top
+  for m in members:
+    for closer in (m.ckpt, m.writer):
+      # Orbax's background writers report the same fault again, some straight to stderr.
+      with contextlib.redirect_stderr(io.StringIO()):
+        try:
+          if closer is not None:
+            closer.close()
+        except Exception:  # pylint: disable=broad-except  (the same fault again)
+          pass
+    checkpoints.remove_partial(m.workdir)
+
+
+def _train_group(members: Sequence[_Member], *, stop: _StopRequests,
+                 group_name: str | None = None, allow_config_change: bool = False,
+                 dataset: data_lib.Dataset | None = None,
+                 extra_config: Sequence[dict] | None = None) -> list[dict]:
+  """`train_group`'s body, honouring the stop requests of `stop`."""
+  # Setup ------------------------------------------------------------------------------
+  cfg0 = members[0].config
+  is_main = jax.process_index() == 0
   if all(workdir_lib.is_finished(m.workdir, m.config) for m in members):
     return [finish.report_finished(m.workdir, m.config, is_main) for m in members]
   for m in members:
     workdir_lib.check_resumable(m.workdir, m.config, allow_config_change)
 
-  ds = dataset if dataset is not None else data_lib.load(cfg0.data)
+  ds = dataset if dataset is not None else load_dataset(cfg0.data)
   mesh = make_mesh()
   num_train = len(ds.train_images)
   steps_per_epoch = num_train // cfg0.batch_size
@@ -181,16 +229,13 @@ def _train_group(configs: Sequence[Any], workdirs: Sequence[str | pathlib.Path],
   tx = optim.transform(cfg0)
   opt_state = jax.jit(jax.vmap(tx.init), out_shardings=replicated)(params)
   for m in members:
-    m.workdir.mkdir(parents=True, exist_ok=True)
     m.ckpt = checkpoints.Checkpointer(m.workdir, m.config.keep_checkpoints)
 
   # Resume -----------------------------------------------------------------------------
-  # A group resumes from the newest epoch that every member has saved.
-  common = set.intersection(*[set(m.ckpt.all_epochs()) for m in members])
-  start_epoch = min(max(common) if common else 0, cfg0.num_epochs)
-  if start_epoch > 0:
-    restored = [m.ckpt.restore(start_epoch, jax.tree.map(lambda a: a[0], params),
-                               jax.tree.map(lambda a: a[0], opt_state)) for m in members]
+  saved, restored = _restore_newest(members, jax.tree.map(lambda a: a[0], params),
+                                    jax.tree.map(lambda a: a[0], opt_state), is_main)
+  start_epoch = min(saved, cfg0.num_epochs)
+  if restored:
     params = _stack([r[0] for r in restored], replicated)
     opt_state = _stack([r[1] for r in restored], replicated)
   train_seconds = _open_logs(members, start_epoch * steps_per_epoch, group_name, extra_config,
@@ -262,6 +307,47 @@ def _train_group(configs: Sequence[Any], workdirs: Sequence[str | pathlib.Path],
   return results
 
 
+def load_dataset(data_config) -> data_lib.Dataset:
+  """`data.load`, preparing the dataset once: process 0 first, then the others from its cache."""
+  return hosts.main_first(lambda: data_lib.load(data_config), "prepare the dataset")
+
+
+def _restore_newest(members, params_like, opt_state_like, is_main: bool):
+  """Restores the newest epoch that every member has saved and that restores for all of them.
+  A checkpoint that does not restore is reported in one line and moved to DIR/damaged/;
+  members' checkpoints newer than the epoch resumed are dropped (they are recomputed).
+  Returns (epoch, [(params, opt_state)] per member), (0, []) for a fresh start."""
+  damaged = []
+  while True:
+    common = set.intersection(*[set(m.ckpt.all_epochs()) for m in members])
+    if not common:
+      break
+    epoch, restored, bad = max(common), [], None
+    for m in members:
+      try:
+        restored.append(m.ckpt.restore(epoch, params_like, opt_state_like))
+      except checkpoints.Damaged as e:
+        bad = (m, e)
+        break
+    if bad is None:
+      for m in members:
+        m.ckpt.delete_after(epoch)
+      return epoch, restored
+    m, e = bad
+    where = hosts.main_first(lambda m=m, e=epoch: str(m.ckpt.quarantine(e)),
+                             "move a damaged checkpoint aside", others_too=False, share=True)
+    m.ckpt.reload()
+    if is_main:
+      tqdm.write(f"warning: {e}; moved it to {where}; trying an older one")
+    damaged.append(f"epoch {epoch} of {m.workdir} (moved to {where})")
+  if damaged:
+    raise checkpoints.Damaged(
+        f"no checkpoint of {members[0].workdir if len(members) == 1 else 'the group'} restores "
+        f"(damaged: {'; '.join(damaged)}); relaunch to train from scratch, or put back "
+        "checkpoints from a backup")
+  return 0, []
+
+
 def _open_logs(members, resume_step: int, group_name, extra_config, is_main: bool) -> float:
   """Opens each member's writer (metrics.jsonl cut back to the resumed step, config.json
   rewritten, W&B resumed); returns the training seconds the members had already spent."""
@@ -284,62 +370,65 @@ def _train_loop(members, run_epoch, evaluate, params, opt_state, start_epoch: in
   every member diverged. Returns (params, opt_state, loop record)."""
   cfg0, M = members[0].config, len(members)
   num_epochs = cfg0.num_epochs
-  bar = tqdm(total=num_epochs, initial=start_epoch, disable=not is_main, unit="epoch",
-             desc=members[0].workdir.name if M == 1 else f"{group_name or 'group'} x{M}",
-             mininterval=1.0, dynamic_ncols=True)
-  epoch_times, last_train, last_test = [], [{} for _ in members], None
-  for epoch in range(start_epoch, num_epochs):
-    if stop.signum is not None:  # arrived before the first epoch of this launch finished
-      _stop(bar, members, Interrupted(stop.signum, epoch))
-    t0 = time.perf_counter()
-    params, opt_state, metrics = run_epoch(params, opt_state, epoch)
-    metrics = jax.device_get(metrics)
-    dt = time.perf_counter() - t0
-    epoch_times.append(dt)
-    train_seconds += dt
-    step = (epoch + 1) * steps_per_epoch
-    last_epoch = epoch + 1 == num_epochs
+  # The bar is closed on any exit, so that an error's line starts a line of its own.
+  with tqdm(total=num_epochs, initial=start_epoch, disable=not is_main, unit="epoch",
+            desc=members[0].workdir.name if M == 1 else f"{group_name or 'group'} x{M}",
+            mininterval=1.0, dynamic_ncols=True) as bar:
+    epoch_times, last_train, last_test = [], [{} for _ in members], None
+    for epoch in range(start_epoch, num_epochs):
+      if stop.signum is not None and jax.process_count() == 1:  # arrived while compiling
+        _stop(bar, members, Interrupted(stop.signum, epoch))
+      t0 = time.perf_counter()
+      params, opt_state, metrics = run_epoch(params, opt_state, epoch)
+      metrics = jax.device_get(metrics)
+      dt = time.perf_counter() - t0
+      epoch_times.append(dt)
+      train_seconds += dt
+      step = (epoch + 1) * steps_per_epoch
+      last_epoch = epoch + 1 == num_epochs
 
-    for i, m in enumerate(members):
-      bad = int(metrics["nonfinite_step"][i])
-      if bad >= 0 and m.failed is None:
-        m.failed = _divergence_message(m, bad, steps_per_epoch)
-        if is_main:
-          workdir_lib.write_json(m.workdir / "failed.json", {"error": m.failed, "step": bad})
-          tqdm.write(f"{m.workdir}: {m.failed}")
-    if all(m.failed for m in members):
-      _stop(bar, members, DivergenceError(members[0].failed))
+      for i, m in enumerate(members):
+        bad = int(metrics["nonfinite_step"][i])
+        if bad >= 0 and m.failed is None:
+          m.failed = _divergence_message(m, bad, steps_per_epoch)
+          if is_main:
+            workdir_lib.write_json(m.workdir / "failed.json", {"error": m.failed, "step": bad})
+            tqdm.write(f"{m.workdir}: {m.failed}")
+      if all(m.failed for m in members):
+        _stop(bar, members, DivergenceError(members[0].failed))
 
-    test = None
-    if (epoch + 1) % cfg0.eval_every_epochs == 0 or last_epoch:
-      test = last_test = evaluate(params)
-    for i, m in enumerate(members):
-      if m.failed:
-        continue
-      scalars = {f"train/{k}": float(v[i]) for k, v in metrics.items() if k != "nonfinite_step"}
-      scalars["train/epoch"] = epoch + 1
-      scalars["train/seconds"] = train_seconds
-      scalars["train/examples_per_s"] = steps_per_epoch * cfg0.batch_size / dt
-      if test is not None:
-        scalars.update({f"test/{k}": float(v[i]) for k, v in test.items()})
-      m.writer.log(step, scalars)
-      last_train[i] = scalars
+      test = None
+      if (epoch + 1) % cfg0.eval_every_epochs == 0 or last_epoch:
+        test = last_test = evaluate(params)
+      for i, m in enumerate(members):
+        if m.failed:
+          continue
+        scalars = {f"train/{k}": float(v[i]) for k, v in metrics.items() if k != "nonfinite_step"}
+        scalars["train/epoch"] = epoch + 1
+        scalars["train/seconds"] = train_seconds
+        scalars["train/examples_per_s"] = steps_per_epoch * cfg0.batch_size / dt
+        if test is not None:
+          scalars.update({f"test/{k}": float(v[i]) for k, v in test.items()})
+        m.writer.log(step, scalars)
+        last_train[i] = scalars
 
-    if (epoch + 1) % cfg0.checkpoint_every_epochs == 0 or last_epoch:
-      _save(members, epoch + 1, params, opt_state)
-    postfix = {"loss": f"{metrics['loss'][0]:.2f}",
-               "test_elbo": f"{last_test['neg_elbo'][0]:.2f}" if last_test is not None else "-"}
-    if last_test is not None and "neg_iwae" in last_test:
-      postfix["test_iwae"] = f"{last_test['neg_iwae'][0]:.2f}"
-    bar.set_postfix(postfix)
-    bar.update(1)
-    if stop.signum is not None and not last_epoch:
-      if (epoch + 1) % cfg0.checkpoint_every_epochs:
+      if (epoch + 1) % cfg0.checkpoint_every_epochs == 0 or last_epoch:
         _save(members, epoch + 1, params, opt_state)
-      _stop(bar, members, Interrupted(stop.signum, epoch + 1))
-  bar.close()
-  return params, opt_state, {"epoch_times": epoch_times, "last_train": last_train,
-                             "last_test": last_test, "train_seconds": train_seconds}
+      postfix = {"loss": f"{metrics['loss'][0]:.2f}",
+                 "test_elbo": f"{last_test['neg_elbo'][0]:.2f}" if last_test is not None else "-"}
+      if last_test is not None and "neg_iwae" in last_test:
+        postfix["test_iwae"] = f"{last_test['neg_iwae'][0]:.2f}"
+      bar.set_postfix(postfix)
+      bar.update(1)
+      # Every process stops at the same epoch when a signal reached any of them.
+      if hosts.any_process(stop.signum is not None) and not last_epoch:
+        if (epoch + 1) % cfg0.checkpoint_every_epochs:
+          _save(members, epoch + 1, params, opt_state)
+        _stop(bar, members, Interrupted(stop.signum or signal.SIGTERM, epoch + 1,
+                                        by_peer=stop.signum is None))
+    bar.close()
+    return params, opt_state, {"epoch_times": epoch_times, "last_train": last_train,
+                               "last_test": last_test, "train_seconds": train_seconds}
 
 
 def _stop(bar, members, error: Exception):

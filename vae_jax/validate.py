@@ -123,6 +123,7 @@ def validate(config: config_dict.ConfigDict, num_devices: int = 1) -> None:
   _int(config, "num_plot_images", 1)
   _int(config, "kl_decomposition_points", 0)
   checks.boolean(config, "eval_disentanglement")
+  checks.boolean(config, "write_figures")
   _float(config, "disentanglement_sample_scale", 0.0, lo_open=True)
 
   _choice(config, "wandb.mode", WANDB_MODES)

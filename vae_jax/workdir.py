@@ -34,7 +34,7 @@ _LIBRARIES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "tensorflow-
 # Fields that may change between launches of the same workdir without changing what is
 # computed (or, for num_epochs, only extending it).
 RESUMABLE_CHANGES = ("num_epochs", "eval_every_epochs", "checkpoint_every_epochs",
-                     "keep_checkpoints", "num_plot_images", "eval_batch_size", "eval_nll_k",
+                     "keep_checkpoints", "num_plot_images", "write_figures", "eval_batch_size", "eval_nll_k",
                      "kl_decomposition_points", "eval_disentanglement",
                      "disentanglement_sample_scale", "wandb.",
                      # where the same data lives on this machine (a workdir moved CPU -> GPU)
@@ -83,12 +83,34 @@ def run_info(config) -> dict[str, Any]:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-  """Writes JSON atomically: a temporary file in the same folder, then a rename."""
+  """Writes JSON atomically: a temporary file in the same folder, then a rename. On failure
+  (a full disk) the old file is untouched and no temporary file is left."""
   path = pathlib.Path(path)
   with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-    f.write("\n")
-  os.replace(f.name, path)
+    try:
+      json.dump(obj, f, indent=2, sort_keys=True)
+      f.write("\n")
+      f.flush()
+    except BaseException:
+      f.close()
+      os.unlink(f.name)
+      raise
+  try:
+    os.replace(f.name, path)
+  except BaseException:
+    os.unlink(f.name)
+    raise
+
+
+class DamagedFile(UserError):
+  """A file of a workdir that exists but does not read back."""
+
+
+def quarantine(path: pathlib.Path) -> pathlib.Path:
+  """Moves a damaged file of a workdir to DIR/damaged/ (nothing is deleted); returns where."""
+  dest = checkpoints.quarantine_path(path.parent, path.name)
+  os.replace(path, dest)
+  return dest
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -154,14 +176,20 @@ def read_config(workdir) -> config_dict.ConfigDict:
 
 
 def read_results(workdir) -> dict | None:
-  """DIR/results.json, or None when it is missing or unreadable."""
+  """DIR/results.json, or None when it is missing; `DamagedFile` when it does not read back
+  (it may hold a finished run's results, so it is never silently replaced)."""
   path = pathlib.Path(workdir) / "results.json"
   if not path.exists():
     return None
   try:
-    return json.loads(path.read_text())
-  except ValueError:
-    return None
+    results = json.loads(path.read_text())
+    if not isinstance(results, dict):
+      raise ValueError("not a JSON object")
+    return results
+  except (OSError, ValueError) as e:
+    raise DamagedFile(f"{path} is damaged ({type(e).__name__}) and may hold a finished run's "
+                      f"results; move it aside (mv {path} {path}.damaged) and relaunch to "
+                      "evaluate the newest checkpoint again") from None
 
 
 def is_finished(workdir, config=None) -> bool:
@@ -175,9 +203,22 @@ def is_finished(workdir, config=None) -> bool:
 def check_resumable(workdir, config, allow_config_change: bool = False) -> None:
   """Refuses to resume a workdir whose saved config computes something else than `config`."""
   old = pathlib.Path(workdir) / "config.json"
-  if not old.exists() or allow_config_change:
+  if not old.exists():
     return
-  diffs = config_differences(json.loads(old.read_text())["config"], resolved_config(config))
+  try:
+    saved = json.loads(old.read_text())["config"]
+    flatten(saved)
+  except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+    if allow_config_change:  # the user vouches for the config; keep the damaged file aside
+      print(f"warning: {old} is damaged ({type(e).__name__}); moved it to {quarantine(old)}")
+      return
+    raise DamagedFile(f"{old} is damaged ({type(e).__name__}), so the config this workdir was "
+                      "trained with is unknown; pass --allow_config_change to resume it with "
+                      "this config (the damaged file is kept in DIR/damaged/), or use a new "
+                      "--workdir") from None
+  if allow_config_change:
+    return
+  diffs = config_differences(saved, resolved_config(config))
   if diffs:
     raise UserError(f"{workdir} holds a run with a different config (fields: "
                     f"{', '.join(diffs)}); use a new --workdir or pass --allow_config_change")
@@ -186,14 +227,14 @@ def check_resumable(workdir, config, allow_config_change: bool = False) -> None:
 def last_logged(workdir, key: str) -> float:
   """The last value of `key` in DIR/metrics.jsonl (0 when never logged)."""
   path = pathlib.Path(workdir) / "metrics.jsonl"
-  if not path.exists():
+  if not path.is_file():
     return 0.0
   value = 0.0
-  for line in path.read_text().splitlines():
+  for line in path.read_bytes().decode("utf-8", "replace").splitlines():
     try:
       value = float(json.loads(line).get(key, value))
-    except ValueError:
-      pass
+    except (ValueError, AttributeError, TypeError):
+      pass  # a damaged line
   return value
 
 

@@ -14,26 +14,40 @@ import logging
 import math
 import os
 import pathlib
+import re
+import shutil
 import uuid
 import warnings
 from typing import Any, Mapping
 
+from vae_jax.errors import UserError
+
 log = logging.getLogger(__name__)
 
 _RUN_ID_FILE = "run_id"
+_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def truncate_metrics(path: pathlib.Path, last_step: int) -> None:
-  """Drops lines logged after `last_step` (a resumed run replays those steps)."""
+  """Drops lines logged after `last_step` (a resumed run replays those steps). Lines that do
+  not parse (cut short by a kill, or garbage) are dropped too; when there are any, the file as
+  found is kept in DIR/damaged/ first."""
+  from vae_jax import checkpoints  # pylint: disable=g-import-not-at-top
   if not path.exists():
     return
-  keep = []
-  for line in path.read_text().splitlines():
+  if not path.is_file():
+    raise UserError(f"{path} is not a file; move it aside and relaunch")
+  keep, bad = [], 0
+  for line in path.read_bytes().decode("utf-8", "replace").splitlines():
     try:
-      if json.loads(line)["step"] <= last_step:
+      if int(json.loads(line)["step"]) <= last_step:
         keep.append(line)
-    except (ValueError, KeyError):
-      pass  # a line cut short by a kill
+    except (ValueError, KeyError, TypeError):
+      bad += bool(line.strip())
+  if bad:
+    copy = checkpoints.quarantine_path(path.parent, path.name)
+    shutil.copyfile(path, copy)
+    print(f"warning: {path}: dropped {bad} damaged line(s); the file as found is in {copy}")
   tmp = path.with_suffix(".jsonl.tmp")
   tmp.write_text("".join(l + "\n" for l in keep))
   os.replace(tmp, path)
@@ -62,11 +76,19 @@ class Writer:
     import wandb  # pylint: disable=g-import-not-at-top  (slow import, only when used)
 
     wdir = self.workdir / "wandb"
+    if wdir.exists() and not wdir.is_dir():
+      raise UserError(f"{wdir} is a file, not W&B's folder; move it aside and relaunch (or "
+                      "pass --config.wandb.mode=disabled)")
     wdir.mkdir(parents=True, exist_ok=True)
     id_file = wdir / _RUN_ID_FILE
+    run_id = None
     if id_file.exists():
-      run_id = id_file.read_text().strip()
-    else:
+      run_id = id_file.read_bytes().decode("utf-8", "replace").strip()
+      if not _RUN_ID.fullmatch(run_id):
+        print(f"warning: {id_file} is damaged; this workdir continues in a new W&B run (the "
+              "old run's files stay in DIR/wandb)")
+        run_id = None
+    if run_id is None:
       run_id = uuid.uuid4().hex[:12]
       id_file.write_text(run_id)
     # Under `wandb agent` the agent chooses the run (WANDB_RUN_ID); otherwise a resumed
@@ -81,7 +103,9 @@ class Writer:
       return wandb.init(mode=wandb_config.mode, **kwargs)
     except Exception as e:  # pylint: disable=broad-except
       if wandb_config.mode != "online":
-        raise
+        raise UserError(f"W&B could not start an offline run in {wdir} ({type(e).__name__}: "
+                        f"{' '.join(str(e).split())[:160]}); move that folder aside or pass "
+                        "--config.wandb.mode=disabled") from None
       reason = " ".join(str(e).split())[:200]
       warnings.warn(f"W&B online run could not start ({type(e).__name__}: {reason}); "
                     "logging offline under DIR/wandb instead (sync later with `wandb sync`)")
