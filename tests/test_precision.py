@@ -111,6 +111,7 @@ def test_bfloat16_matches_float32_on_real_mnist(tmp_path, mnist_env, monkeypatch
   base.num_epochs = 1
   base.wandb.mode = "disabled"
   base.num_plot_images = 4
+  base.write_figures = False
   ds = data_lib.load(base.data)
   neg_elbo = {}
   for dtype in ("float32", "bfloat16"):
