@@ -137,3 +137,58 @@ def test_a_process_that_dies_ends_the_others_in_bounded_time_with_one_line(tmp_p
   assert len(lines) == 1 and "Traceback" not in err, err[-2000:]
   assert "another process" in lines[0] and "relaunch every process" in lines[0]
   assert waited < 60
+
+
+_MAIN_FIRST = r"""
+import json, os, sys, time
+import jax
+from vae_jax import hosts
+from vae_jax.errors import UserError
+pid, port, log = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+hosts.initialize(coordinator_address="127.0.0.1:" + port, num_processes=2, process_id=pid)
+
+def prepare():  # what train.load_dataset hands to main_first: slow on process 0, then cached
+  with open(log, "a") as f:
+    f.write(json.dumps({"process": pid, "start": time.time()}) + "\n")
+  if pid == 0:
+    time.sleep(2.0)
+  with open(log, "a") as f:
+    f.write(json.dumps({"process": pid, "end": time.time()}) + "\n")
+  return pid
+
+out = {"returned": hosts.main_first(prepare, "prepare the dataset")}
+def refuse():
+  raise UserError("data.name='x' is unknown")
+try:
+  hosts.main_first(refuse, "prepare the dataset")
+except UserError as e:
+  out["error"] = str(e)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_process_0_prepares_first_and_its_error_reaches_the_others(tmp_path):
+  """The agreement train.load_dataset and the workdir lock use: process 1 starts preparing
+  only after process 0 finished (so it reads the cache process 0 wrote), and a refusal on
+  process 0 ends process 1 with the same line instead of a wait."""
+  port, log = str(_free_port()), tmp_path / "log.jsonl"
+  procs = [subprocess.Popen([sys.executable, "-c", _MAIN_FIRST, str(i), port, str(log)], cwd=ROOT,
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
+           for i in range(2)]
+  try:
+    outs = [p.communicate(timeout=120) for p in procs]
+  finally:
+    for p in procs:
+      p.kill()
+  for p, (_, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-2000:]
+  got = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+  assert [g["returned"] for g in got] == [0, 1]
+  assert got[0]["error"] == "data.name='x' is unknown"
+  assert got[1]["error"] == "process 0: data.name='x' is unknown"
+  events = [json.loads(l) for l in log.read_text().splitlines()]
+  end0 = next(e["end"] for e in events if e["process"] == 0 and "end" in e)
+  start1 = next(e["start"] for e in events if e["process"] == 1 and "start" in e)
+  assert start1 >= end0
