@@ -48,11 +48,12 @@ def benchmarks(backend: str, torch: bool):
 
 
 def _last_json(text: str):
-  for line in reversed(text.strip().splitlines()):
-    line = line.strip()
-    if line.startswith("{"):
+  """The last JSON object printed (one line, or indented over several)."""
+  lines = text.strip().splitlines()
+  for i in range(len(lines) - 1, -1, -1):
+    if lines[i].startswith("{"):
       try:
-        return json.loads(line)
+        return json.loads("\n".join(lines[i:]))
       except ValueError:
         continue
   return None
