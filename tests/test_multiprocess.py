@@ -69,6 +69,15 @@ def _two_processes(cfg, workdir, *extra):
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]
 
 
+def _communicate(procs, timeout=300):
+  """Each process's (stdout, stderr) once it ends; none is left running, whatever happens."""
+  try:
+    return [p.communicate(timeout=timeout) for p in procs]
+  finally:
+    for p in procs:
+      p.kill()
+
+
 def _wait_for_first_epoch(workdir, procs, timeout=300):
   metrics = workdir / "metrics.jsonl"
   deadline = time.time() + timeout
@@ -93,10 +102,11 @@ def test_sigterm_to_one_process_stops_both_at_the_same_epoch_with_one_checkpoint
   try:
     _wait_for_first_epoch(wd, procs)
     procs[1].send_signal(signal.SIGTERM)
-    outs = [p.communicate(timeout=300) for p in procs]
-  finally:
+  except BaseException:
     for p in procs:
       p.kill()
+    raise
+  outs = _communicate(procs)
   if any(p.returncode == 0 for p in procs):
     pytest.skip("the run finished before SIGTERM arrived")
   saved = sorted(int(p.name) for p in (wd / "checkpoints").iterdir())
@@ -107,11 +117,7 @@ def test_sigterm_to_one_process_stops_both_at_the_same_epoch_with_one_checkpoint
     assert f"saved a checkpoint at epoch {saved[0]}" in err, err[-2000:]
   assert "reached another process" in outs[0][1]
   procs = _two_processes(cfg, wd)
-  try:
-    outs = [p.communicate(timeout=300) for p in procs]
-  finally:
-    for p in procs:
-      p.kill()
+  outs = _communicate(procs)
   for p, (_, err) in zip(procs, outs):
     assert p.returncode == 0, err[-2000:]
   steps = [json.loads(l)["step"] for l in (wd / "metrics.jsonl").read_text().splitlines()]
@@ -177,11 +183,7 @@ def test_process_0_prepares_first_and_its_error_reaches_the_others(tmp_path):
                             text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
            for i in range(2)]
-  try:
-    outs = [p.communicate(timeout=120) for p in procs]
-  finally:
-    for p in procs:
-      p.kill()
+  outs = _communicate(procs, timeout=120)
   for p, (_, err) in zip(procs, outs):
     assert p.returncode == 0, err[-2000:]
   got = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]

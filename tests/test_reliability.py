@@ -54,6 +54,14 @@ def _params(config, wd):
   return final_params(config, wd, fake_dataset(shape=SHAPE))
 
 
+def _relaunch_finishes_like_the_reference(args, root, module, wd):
+  done = _run(args)
+  assert done.returncode == 0, done.stderr[-2000:]
+  config = module.get_config()
+  for a, b in zip(_params(config, root / "ref"), _params(config, wd)):
+    np.testing.assert_array_equal(a, b)
+
+
 def _kill_at_random_points(args, seed, kills=3):
   rng = random.Random(seed)
   for _ in range(kills):
@@ -115,11 +123,7 @@ def test_sigterm_saves_a_checkpoint_and_the_relaunch_finishes_identically(kill_s
   assert "SIGTERM" in err and "Traceback" not in err
   saved = sorted(int(p.name) for p in (wd / "checkpoints").iterdir() if p.name.isdigit())
   assert saved and saved[-1] < 6
-  done = _run(args)
-  assert done.returncode == 0, done.stderr[-2000:]
-  config = module.get_config()
-  for a, b in zip(_params(config, root / "ref"), _params(config, wd)):
-    np.testing.assert_array_equal(a, b)
+  _relaunch_finishes_like_the_reference(args, root, module, wd)
 
 
 @pytest.mark.slow
@@ -287,11 +291,7 @@ def test_a_second_launch_on_a_busy_workdir_is_refused_and_a_killed_holder_does_n
     if first.poll() is None:
       first.kill()
   assert (wd / "lock").exists()
-  done = _run(args)
-  assert done.returncode == 0, done.stderr[-2000:]
-  config = module.get_config()
-  for a, b in zip(_params(config, root / "ref"), _params(config, wd)):
-    np.testing.assert_array_equal(a, b)
+  _relaunch_finishes_like_the_reference(args, root, module, wd)
 
 
 @pytest.mark.slow
