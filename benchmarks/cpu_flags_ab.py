@@ -1,10 +1,10 @@
 """Interleaved A/B of the training epoch under XLA compile options, in one process.
 
-    python benchmarks/cpu_flags_ab.py                        # the variants below, core VAE
-    python benchmarks/cpu_flags_ab.py --config configs/mnist_conv.py --num_train 6400 \\
+    python -m benchmarks.cpu_flags_ab                        # the variants below, core VAE
+    python -m benchmarks.cpu_flags_ab --config configs/mnist_conv.py --num_train 6400 \\
         --variants base onednn
-    python benchmarks/cpu_flags_ab.py --variants base nonorm --rounds 8
-    python benchmarks/cpu_flags_ab.py --config configs/iwae_table.py --num_train 20000 \\
+    python -m benchmarks.cpu_flags_ab --variants base nonorm --rounds 8
+    python -m benchmarks.cpu_flags_ab --config configs/iwae_table.py --num_train 20000 \\
         --variants base fusednorm nonorm
 
 Prints one JSON object: for every variant, the median and best examples/s over the rounds
@@ -33,11 +33,9 @@ import argparse
 import json
 import pathlib
 import statistics
-import sys
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 OPTIONS = {"onednn": {"xla_cpu_use_onednn": True}}
 

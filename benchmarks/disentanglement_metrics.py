@@ -1,7 +1,7 @@
 """Seconds per disentanglement metric at disentanglement_lib's defaults, on a dSprites-sized grid.
 
-    python benchmarks/disentanglement_metrics.py               # the study's sample counts
-    python benchmarks/disentanglement_metrics.py --scale 0.1   # every count of points x 0.1
+    python -m benchmarks.disentanglement_metrics               # the study's sample counts
+    python -m benchmarks.disentanglement_metrics --scale 0.1   # every count of points x 0.1
 
 The ground truth is the full grid of dSprites' five factors (sizes 3, 6, 40, 32, 32: shape,
 scale, orientation, x, y; 737,280 combinations) looked up through `factor_data_from_arrays`, the
@@ -22,9 +22,7 @@ import platform
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-import numpy as np  # pylint: disable=g-import-not-at-top
+import numpy as np
 import sklearn
 
 from vae_jax.analysis import disentanglement as dis

@@ -1,6 +1,6 @@
 """Seconds and host memory for procedural dSprites (`vae_jax/data/dsprites.py`).
 
-    python benchmarks/dsprites_render.py       # prints one JSON line
+    python -m benchmarks.dsprites_render       # prints one JSON line
 
 Renders the whole bit-packed set (737,280 images), writes it as the cache to a temporary
 folder and reads it back with `dsprites.load`, then times `unpack_jax` of a 64-row gather,
@@ -18,13 +18,10 @@ import os
 import pathlib
 import platform
 import resource
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-import jax  # pylint: disable=g-import-not-at-top
+import jax
 import numpy as np
 
 from vae_jax.data import dsprites

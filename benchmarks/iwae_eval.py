@@ -1,7 +1,7 @@
 """Seconds for the k = 5000 IWAE evaluation of the whole MNIST test set (10,000 images).
 
-    python benchmarks/iwae_eval.py                      # the full measurement; prints one JSON
-    python benchmarks/iwae_eval.py --num_images 200     # a quick look (scaled up in the JSON)
+    python -m benchmarks.iwae_eval                      # the full measurement; prints one JSON
+    python -m benchmarks.iwae_eval --num_images 200     # a quick look (scaled up in the JSON)
 
 The model is the core config's MLP 784-400-20 VAE with random parameters: the cost of the
 estimate does not depend on the parameter values. The test images are random binary images
@@ -18,17 +18,14 @@ import json
 import math
 import os
 import platform
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-
-import jax  # pylint: disable=g-import-not-at-top
+import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from configs import mnist_vae  # pylint: disable=g-import-not-at-top
+from configs import mnist_vae
 from vae_jax import marginal_likelihood, models
 
 
@@ -46,7 +43,7 @@ def main():
   config = mnist_vae.get_config()
   model = models.from_config(config.model, (28, 28, 1), nnx.Rngs(0))
   if args.mnist:
-    from vae_jax import data  # pylint: disable=g-import-not-at-top
+    from vae_jax import data
     images = data.load(config.data).test_images[:args.num_images]
   else:
     rng = np.random.default_rng(0)

@@ -1,6 +1,6 @@
 """The whole benchmark suite in one command, within a time budget, on whatever backend JAX finds.
 
-    VAE_JAX_MANUAL_DIR=/path/to/data python benchmarks/suite.py [--budget_s 3600] [--only NAME ...]
+    VAE_JAX_MANUAL_DIR=/path/to/data python -m benchmarks.suite [--budget_s 3600] [--only NAME ...]
 
 Runs each benchmark of this folder as its own process (so each gets a fresh JAX and its own
 compilation), one after another, and prints one JSON line per benchmark as it finishes: the
@@ -40,11 +40,16 @@ def benchmarks(backend: str, torch: bool):
       ("core_mlp_float32", ["train_throughput.py", "--epochs", "3", *with_torch], 150),
       ("core_mlp_bfloat16", ["train_throughput.py", "--epochs", "3", "--override",
                              "dtype=bfloat16"], 150),
-      ("conv", ["train_throughput.py", "--config", "configs/mnist_conv.py", "--epochs", "2"], 400),
+      ("conv", ["train_throughput.py", "--config", "configs/mnist_conv.py", "--epochs", "3",
+                *with_torch], 300),
       ("sweep_8_members_vs_1", ["sweep_vectorised.py", "--epochs", "1", "--members", "8"], 600),
       ("iwae_k5000_test_set", ["iwae_eval.py", "--k", "5000", "--mnist",
                                "--num_images", "1000" if cpu else "10000"], 400),
   ]
+
+
+def _module(script: str) -> str:
+  return f"benchmarks.{script.removesuffix('.py')}"
 
 
 def _last_json(text: str):
@@ -79,12 +84,9 @@ def main():
                     "budget_s": args.budget_s}), flush=True)
   if not torch:
     print(json.dumps({"suite_name": "torch_baselines", "skipped": "PyTorch is not installed "
-                      "(pip install torch; the MLP baseline then runs with core_mlp_float32)"}),
-          flush=True)
-  print(json.dumps({"suite_name": "torch_conv_baseline", "skipped": "no PyTorch conv baseline "
-                    "in benchmarks/ yet"}), flush=True)
+                      "(pip install -e \".[bench]\"; the MLP and conv baselines then run in "
+                      "core_mlp_float32 and conv)"}), flush=True)
   t_start = time.perf_counter()
-  env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
   for name, cmd, rough in todo:
     if args.only and name not in args.only:
       continue
@@ -95,7 +97,7 @@ def main():
       continue
     t0 = time.perf_counter()
     # Its own process group: a benchmark stopped at the budget takes its launches with it.
-    proc = subprocess.Popen([sys.executable, str(HERE / cmd[0]), *cmd[1:]], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", _module(cmd[0]), *cmd[1:]], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
@@ -114,11 +116,11 @@ def main():
     if proc.returncode != 0 or result is None:
       tail = " ".join((proc.stderr_text or proc.stdout_text).strip().splitlines()[-1:])[:300]
       print(json.dumps({"suite_name": name, "error": f"exit {proc.returncode}: {tail}",
-                        "command": " ".join(["python", f"benchmarks/{cmd[0]}", *cmd[1:]])}),
+                        "command": " ".join(["python", "-m", _module(cmd[0]), *cmd[1:]])}),
             flush=True)
       continue
     print(json.dumps({"suite_name": name, "suite_seconds": seconds,
-                      "command": " ".join(["python", f"benchmarks/{cmd[0]}", *cmd[1:]]),
+                      "command": " ".join(["python", "-m", _module(cmd[0]), *cmd[1:]]),
                       **result}), flush=True)
 
 

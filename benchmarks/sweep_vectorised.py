@@ -1,8 +1,8 @@
 """Benchmark: a beta sweep trained vectorised (all members one vmapped program) vs one member
 after another, same process, same epochs. Prints one JSON object.
 
-    VAE_JAX_MANUAL_DIR=/path/to/data python benchmarks/sweep_vectorised.py --epochs 2
-    python benchmarks/sweep_vectorised.py --config configs/dsprites_beta.py --epochs 1 --max_train 73728
+    VAE_JAX_MANUAL_DIR=/path/to/data python -m benchmarks.sweep_vectorised --epochs 2
+    python -m benchmarks.sweep_vectorised --config configs/dsprites_beta.py --epochs 1 --max_train 73728
 
 `--config` is any config whose sweep varies shape-preserving fields only (default the MNIST beta
 sweep, `configs/mnist_beta.py`; `configs/dsprites_beta.py` is the six-beta dSprites study);
@@ -20,14 +20,11 @@ import datetime
 import json
 import os
 import platform
-import sys
 import tempfile
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
 
-import jax  # pylint: disable=g-import-not-at-top
-
-from vae_jax import data as data_lib, sweeps, train  # pylint: disable=g-import-not-at-top
+from vae_jax import data as data_lib, sweeps, train
 
 
 def main():

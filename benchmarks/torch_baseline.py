@@ -1,6 +1,7 @@
-"""PyTorch baseline for the core VAE: the same model, objective and loop, written plainly.
+"""PyTorch baselines for the core and the conv VAE: the same model, objective and loop, written plainly.
 
-    python benchmarks/torch_baseline.py [--epochs 5] [--device cpu|cuda] [--threads N]
+    python -m benchmarks.torch_baseline [--model mlp|conv] [--epochs 5] [--device cpu|cuda]
+                                        [--threads N]
 
 Prints ONE JSON object. Needs PyTorch (`pip install -e ".[bench]"`) and MNIST prepared by
 vae_jax (any launch, or `train_throughput.py`, writes `<cache>/mnist/train.npz`, which this
@@ -16,6 +17,12 @@ PyTorch's defaults (betas 0.9 / 0.999, eps 1e-8: optax's too), and loss =
 BCE-with-logits summed over pixels + analytic KL, averaged over the batch. The per-step loss
 is accumulated on the device and read once per epoch, as the JAX loop does with its metrics;
 a `loss.item()` every step would add a host sync per step (costly on a GPU).
+
+`--model conv` trains what `configs/mnist_conv.py` trains instead, with the same loop: encoder
+Conv2d 1->16 and 16->32 (4x4, stride 2, padding 1: 28 -> 14 -> 7), ReLU after each, dense
+1568-256-(2x20); decoder dense 20-256-1568, ReLU after each, then ConvTranspose2d 32->16 (ReLU)
+and 16->1 (4x4, stride 2, padding 1: 7 -> 14 -> 28), Bernoulli logits. These are the shapes
+and FLOPs of flax's SAME-padded stride-2 convolutions in vae_jax's ConvEncoder / ConvDecoder.
 
 Timing: each epoch is timed from its first batch to its last optimizer step (with
 `torch.cuda.synchronize()` on a GPU). "examples_per_s" is the median over the epochs after the
@@ -60,6 +67,36 @@ class VAE(nn.Module):
     return self.decoder(z_BxZ), mean_BxZ, logvar_BxZ
 
 
+class ConvVAE(nn.Module):
+  """The conv VAE of configs/mnist_conv.py (channels 16, 32; dense 256; 20 latents)."""
+
+  def __init__(self, channels=(16, 32), hidden: int = 256, latent: int = 20):
+    super().__init__()
+    c1, c2 = channels
+    self.c2 = c2
+    self.encoder = nn.Sequential(
+        nn.Conv2d(1, c1, 4, 2, 1), nn.ReLU(), nn.Conv2d(c1, c2, 4, 2, 1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(7 * 7 * c2, hidden), nn.ReLU(), nn.Linear(hidden, 2 * latent))
+    self.decoder_mlp = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(),
+                                     nn.Linear(hidden, 7 * 7 * c2), nn.ReLU())
+    self.decoder_conv = nn.Sequential(nn.ConvTranspose2d(c2, c1, 4, 2, 1), nn.ReLU(),
+                                      nn.ConvTranspose2d(c1, 1, 4, 2, 1))
+
+  def forward(self, x_BxD):
+    x_Bx1xHxW = x_BxD.view(-1, 1, 28, 28)
+    mean_BxZ, logvar_BxZ = self.encoder(x_Bx1xHxW).chunk(2, dim=-1)
+    z_BxZ = mean_BxZ + torch.exp(0.5 * logvar_BxZ) * torch.randn_like(mean_BxZ)
+    h = self.decoder_mlp(z_BxZ).view(-1, self.c2, 7, 7)
+    return self.decoder_conv(h).flatten(1), mean_BxZ, logvar_BxZ
+
+
+MODELS = {
+    "mlp": (VAE, "MLP 784-400-20 VAE, Bernoulli logits, dynamic binarisation"),
+    "conv": (ConvVAE, "conv VAE of configs/mnist_conv.py (conv 16-32, dense 256, 20 latents), "
+                      "Bernoulli logits, dynamic binarisation"),
+}
+
+
 def neg_elbo(logits_BxD, x_BxD, mean_BxZ, logvar_BxZ):
   """Batch mean of -ELBO in nats: Bernoulli NLL summed over pixels + KL(q || N(0, I))."""
   rec_B = F.binary_cross_entropy_with_logits(logits_BxD, x_BxD, reduction="none").sum(-1)
@@ -82,7 +119,7 @@ def train(args) -> dict:
   images_NxD = torch.from_numpy(images_u8.reshape(len(images_u8), -1)).to(device)
   num_train, batch = images_NxD.shape[0], args.batch_size
   steps = num_train // batch
-  model = VAE().to(device)
+  model = MODELS[args.model][0]().to(device)
   step_fn = model
   if args.compile:
     step_fn = torch.compile(model)
@@ -118,6 +155,8 @@ def train(args) -> dict:
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--model", default="mlp", choices=sorted(MODELS),
+                      help="mlp: configs/mnist_vae.py's model; conv: configs/mnist_conv.py's")
   parser.add_argument("--epochs", type=int, default=5, help="at least 2 for a steady state")
   parser.add_argument("--batch_size", type=int, default=128)
   parser.add_argument("--learning_rate", type=float, default=1e-3)
@@ -132,7 +171,7 @@ def main():
   args.data = args.data or default_data_path()
   if not args.data.is_file():
     raise SystemExit(f"error: {args.data} is missing: prepare MNIST first (any vae_jax launch "
-                     "on MNIST, or benchmarks/train_throughput.py) or pass --data")
+                     "on MNIST, or python -m benchmarks.train_throughput) or pass --data")
   if args.device.startswith("cuda") and not torch.cuda.is_available():
     raise SystemExit(f"error: --device={args.device} but this PyTorch build sees no CUDA device")
   if args.threads:
@@ -152,9 +191,9 @@ def main():
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     peak_source = "process_max_rss"
   print(json.dumps({
-      "benchmark": "torch_baseline",
+      "benchmark": "torch_baseline" if args.model == "mlp" else "torch_conv_baseline",
       "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-      "model": "MLP 784-400-20 VAE, Bernoulli logits, dynamic binarisation",
+      "model": MODELS[args.model][1],
       "epochs": args.epochs, "batch_size": args.batch_size, "steps_per_epoch": run["steps"],
       "examples_per_s": round(examples / statistics.median(steady)),
       "seconds_per_epoch": round(statistics.median(steady), 3),

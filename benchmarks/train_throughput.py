@@ -1,16 +1,17 @@
 """Training speed, compile time and memory, measured through the real launcher. Prints ONE JSON.
 
-    python benchmarks/train_throughput.py [--config configs/mnist_vae.py] [--epochs 5]
+    python -m benchmarks.train_throughput [--config configs/mnist_vae.py] [--epochs 5]
                                           [--batch_size 128] [--override dtype=bfloat16 ...]
-    python benchmarks/train_throughput.py --config configs/mnist_conv.py --epochs 3
-    python benchmarks/train_throughput.py --config configs/mnist_beta.py --sweep --epochs 3
-    python benchmarks/train_throughput.py --epochs 5 --torch [--torch_device cuda]
+    python -m benchmarks.train_throughput --config configs/mnist_conv.py --epochs 3 [--torch]
+    python -m benchmarks.train_throughput --config configs/mnist_beta.py --sweep --epochs 3
+    python -m benchmarks.train_throughput --epochs 5 --torch [--torch_device cuda]
 
 `--sweep` trains the config's `get_sweep()` as the launcher's main command does (all members
 one vectorised program; the sweep must form one such group). `--override KEY=VALUE`
 (repeatable) passes `--config.KEY=VALUE` to both launches. `--torch` then runs
-`torch_baseline.py` (the core MLP VAE in plain PyTorch; core config only) with the same
-epochs and batch size, and reports the ratio of the two steady-state rates.
+`torch_baseline.py` (the same model in plain PyTorch: configs/mnist_vae.py's MLP VAE or
+configs/mnist_conv.py's conv VAE) with the same epochs and batch size, and reports the ratio of
+the two steady-state rates.
 
 Data must be prepared already (set VAE_JAX_MANUAL_DIR, or run any launch once): the benchmark
 loads it once in-process first, so the launches it times read the .npz cache.
@@ -47,10 +48,9 @@ compiled epoch program (arguments + outputs + temporaries - aliased donations), 
 memory that grows with the model and the batch.
 
 The warm run's last-epoch `train/neg_elbo` and its `test/neg_elbo` show what was trained.
-The JSON also holds the model FLOPs per training example (MLP dense layers: forward 2*MACs,
-backward 4*MACs except the input gradient of the first layer; null for conv models), the
-FLOP rate that implies,
-and for scale the fp32 rate of one 1024^3 matmul in this process (`matmul_gflops_1024`), plus
+The JSON also holds the model FLOPs per training example (dense layers and convolutions:
+forward 2*MACs, backward 4*MACs except the input gradient of the first layer; null for two
+stochastic layers), the FLOP rate that implies, and for scale the fp32 rate of one 1024^3 matmul in this process (`matmul_gflops_1024`), plus
 jax version, devices, CPU and load average (other jobs on the machine distort every number).
 """
 
@@ -73,7 +73,6 @@ import threading
 import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 COMPILE_DONE = re.compile(r"Finished XLA compilation of jit\(epoch_fn\) in ([0-9.]+) sec")
 TRACE_DONE = re.compile(r"Finished tracing \+ transforming epoch_fn for pjit in ([0-9.]+) sec|"
@@ -112,18 +111,37 @@ def _load_config(args):
 
 
 def flops_per_example(config, image_shape) -> float | None:
-  """Dense-layer FLOPs of one training example (forward + backward) of an MLP AE/VAE; None
-  for other architectures (not counted)."""
+  """Model FLOPs of one training example (forward + backward) of an AE/VAE with one stochastic
+  layer, MLP or conv (dense layers and convolutions; elementwise work not counted); None for
+  two stochastic layers."""
   m = config.model
-  if m.architecture != "mlp":
+  if m.stochastic_layers != 1:
     return None
   d = math.prod(image_shape)
-  enc = [d, *m.hidden_sizes, (2 if m.name == "vae" else 1) * m.latent_dim]
-  dec = [m.latent_dim, *reversed(tuple(m.hidden_sizes)), d]
+  enc_out = (2 if m.name == "vae" else 1) * m.latent_dim
+  if m.architecture == "mlp":
+    enc = [d, *m.hidden_sizes, enc_out]
+    dec = [m.latent_dim, *reversed(tuple(m.hidden_sizes)), d]
+    conv_macs = []
+  else:  # SAME stride-2 convolutions down, transposed back up (vae_jax/models.py)
+    from vae_jax import models  # pylint: disable=g-import-not-at-top
+    sizes = models.conv_shapes(image_shape, m.conv_channels)  # spatial size after each layer
+    chans = [image_shape[-1], *m.conv_channels]
+    k2 = m.kernel_size ** 2
+    # A convolution: k^2 * in * out MACs per output pixel; a transposed one, per input pixel.
+    down = [h * w * k2 * a * b for (h, w), a, b in zip(sizes, chans[:-1], chans[1:])]
+    up = [h * w * k2 * a * b for (h, w), a, b in zip(reversed(sizes), chans[:0:-1],
+                                                      chans[-2::-1])]
+    conv_macs = down + up
+    flat = sizes[-1][0] * sizes[-1][1] * chans[-1]
+    enc = [flat, *m.hidden_sizes, enc_out]
+    dec = [m.latent_dim, *reversed(tuple(m.hidden_sizes)), flat]
   macs = [a * b for sizes in (enc, dec) for a, b in zip(sizes[:-1], sizes[1:])]
+  first = conv_macs[0] if conv_macs else macs[0]
+  total = sum(macs) + sum(conv_macs)
   # forward 2*MAC; backward: weight gradient 2*MAC and input gradient 2*MAC, except that
-  # nothing needs the gradient with respect to the images (first encoder layer).
-  return 2 * sum(macs) + 4 * sum(macs) - 2 * macs[0]
+  # nothing needs the gradient with respect to the images (the first encoder layer).
+  return 2 * total + 4 * total - 2 * first
 
 
 def _launch(args, workdir: pathlib.Path, cache_dir: str, epochs: int, member: str) -> dict:
@@ -191,15 +209,26 @@ def _memory(results: dict) -> dict:
   }
 
 
-def _is_core_config(config) -> bool:
-  """Whether `config` trains what torch_baseline.py trains (the core MLP VAE on MNIST)."""
+def torch_model(config) -> str | None:
+  """Which model of torch_baseline.py trains what `config` trains: "mlp" (the core MLP VAE of
+  configs/mnist_vae.py), "conv" (the conv VAE of configs/mnist_conv.py), or None."""
   m = config.model
-  return (m.name == "vae" and m.architecture == "mlp" and tuple(m.hidden_sizes) == (400,)
-          and m.latent_dim == 20 and m.activation == "relu" and m.likelihood == "bernoulli"
-          and config.data.name == "mnist" and config.data.binarization == "dynamic"
-          and config.data.corruption == "none" and config.optimizer.name == "adam"
-          and config.optimizer.grad_clip_norm == 0 and config.lr_schedule == "constant"
-          and config.beta == 1.0 and config.kl_warmup_steps == 0 and config.free_bits == 0)
+  same_setup = (m.name == "vae" and m.latent_dim == 20 and m.activation == "relu"
+                and m.likelihood == "bernoulli" and m.stochastic_layers == 1
+                and config.data.name == "mnist" and config.data.binarization == "dynamic"
+                and config.data.corruption == "none" and config.optimizer.name == "adam"
+                and config.optimizer.grad_clip_norm == 0 and config.lr_schedule == "constant"
+                and config.beta == 1.0 and config.kl_warmup_steps == 0
+                and config.free_bits == 0 and config.objective == "elbo"
+                and config.num_importance_samples == 1)
+  if not same_setup:
+    return None
+  if m.architecture == "mlp" and tuple(m.hidden_sizes) == (400,):
+    return "mlp"
+  if (m.architecture == "conv" and tuple(m.conv_channels) == (16, 32) and m.kernel_size == 4
+      and tuple(m.hidden_sizes) == (256,)):
+    return "conv"
+  return None
 
 
 def _torch(args, config, epochs: int) -> dict:
@@ -210,7 +239,8 @@ def _torch(args, config, epochs: int) -> dict:
     import jax  # pylint: disable=g-import-not-at-top
     device = "cuda" if jax.default_backend() == "gpu" else "cpu"
   train_npz = pathlib.Path(data_lib.resolve_cache_dir(config.data)) / "mnist" / "train.npz"
-  cmd = [sys.executable, str(ROOT / "benchmarks" / "torch_baseline.py"), "--epochs", str(epochs),
+  cmd = [sys.executable, "-m", "benchmarks.torch_baseline", "--model",
+         torch_model(config), "--epochs", str(epochs),
          "--batch_size", str(config.batch_size), "--learning_rate", str(config.learning_rate),
          "--device", device, "--data", str(train_npz), "--seed", str(config.seed),
          *(["--threads", str(args.torch_threads)] if args.torch_threads else []),
@@ -270,9 +300,9 @@ def main():
   config, members = _load_config(args)
   if args.torch and args.sweep:
     parser.error("--torch compares single runs of the core config; drop --sweep")
-  if args.torch and not _is_core_config(config):
-    parser.error("--torch compares the core MLP 784-400-20 VAE (configs/mnist_vae.py) only: "
-                 "torch_baseline.py trains that model")
+  if args.torch and torch_model(config) is None:
+    parser.error("--torch compares the models torch_baseline.py trains: the core MLP VAE of "
+                 "configs/mnist_vae.py and the conv VAE of configs/mnist_conv.py, unchanged")
   ds = data_lib.load(config.data)  # prepares the .npz cache if it is missing
   num_train = len(ds.train_images)
   batch_size = config.batch_size

@@ -74,6 +74,11 @@ def get_config() -> config_dict.ConfigDict:
   c.model.hidden_sizes = (400,)  # MLP hidden widths, encoder order; the decoder mirrors them.
   c.model.conv_channels = (32, 64)  # "conv": channels of each stride-2 layer (depth = length).
   c.model.kernel_size = 4  # "conv": square kernel size of every (transposed) convolution.
+  # "conv": how the convolutions are computed, never what: "xla" (lax.conv_*, cuDNN on GPUs),
+  # "matmul" (space-to-depth and one matrix product per layer; even kernel sizes), or "auto":
+  # "matmul" on the CPU for an even kernel, where XLA's own are several times slower, else
+  # "xla". Results agree to float rounding, so it may change when a run resumes.
+  c.model.conv_lowering = "auto"
   c.model.activation = "relu"  # "relu", "tanh", "elu", "gelu" or "softplus".
   c.model.likelihood = "bernoulli"  # Decoder p(x|z): "bernoulli", "gaussian" or "laplace".
   c.model.scale = 0.1  # Gaussian sigma / Laplace b (initial value when learned).

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from vae_jax import rng
+from vae_jax import convolutions, rng
 
 # Compute dtypes a model may run in. float16 is left out on purpose: its 5-bit exponent
 # underflows small gradients unless the loss is scaled, which this library does not do;
@@ -103,7 +103,8 @@ class ConvEncoder(nnx.Module):
   """
 
   def __init__(self, image_shape, hidden_sizes, out_features, activation, *, rngs,
-               channels: Sequence[int] = (32, 64), kernel_size: int = 4, dtype=jnp.float32):
+               channels: Sequence[int] = (32, 64), kernel_size: int = 4, dtype=jnp.float32,
+               lowering: str = "auto"):
     chans = [image_shape[-1], *channels]
     self.convs = nnx.List([nnx.Conv(a, b, (kernel_size, kernel_size), (2, 2), padding="SAME",
                                     dtype=dtype, param_dtype=jnp.float32, rngs=rngs)
@@ -112,11 +113,14 @@ class ConvEncoder(nnx.Module):
     self.mlp = MLP([h * w * channels[-1], *hidden_sizes, out_features], activation, rngs=rngs,
                    dtype=dtype)
     self.activation = ACTIVATIONS[activation]
+    self.dtype, self.lowering = dtype, lowering
 
   def __call__(self, x_BxHxWxC):
     h = x_BxHxWxC
-    for conv in self.convs:
-      h = self.activation(conv(h))
+    for conv in self.convs:  # nnx.Conv's parameters and dtype rules; `convolutions`' lowering
+      h = convolutions.conv(h.astype(self.dtype), conv.kernel[...].astype(self.dtype),
+                            self.lowering) + conv.bias[...].astype(self.dtype)
+      h = self.activation(h)
     return self.mlp(h.reshape(h.shape[0], -1))
 
 
@@ -126,7 +130,8 @@ class ConvDecoder(nnx.Module):
   the size is not a multiple of 2^depth (28 -> 4 -> 8 -> 16 -> 32, cropped to 28)."""
 
   def __init__(self, image_shape, hidden_sizes, latent_dim, activation, *, rngs,
-               channels: Sequence[int] = (32, 64), kernel_size: int = 4, dtype=jnp.float32):
+               channels: Sequence[int] = (32, 64), kernel_size: int = 4, dtype=jnp.float32,
+               lowering: str = "auto"):
     self.image_shape = tuple(image_shape)
     self.start = (*conv_shapes(image_shape, channels)[-1], channels[-1])
     sizes = [latent_dim, *reversed(tuple(hidden_sizes)), math.prod(self.start)]
@@ -137,11 +142,13 @@ class ConvDecoder(nnx.Module):
                           param_dtype=jnp.float32, rngs=rngs)
         for a, b in zip(chans[:-1], chans[1:])])
     self.activation = ACTIVATIONS[activation]
+    self.dtype, self.lowering = dtype, lowering
 
   def __call__(self, z_BxZ):
     h = self.activation(self.mlp(z_BxZ)).reshape(z_BxZ.shape[0], *self.start)
     for i, deconv in enumerate(self.deconvs):
-      h = deconv(h)
+      h = (convolutions.conv_transpose(h.astype(self.dtype), deconv.kernel[...].astype(self.dtype),
+                                       self.lowering) + deconv.bias[...].astype(self.dtype))
       if i < len(self.deconvs) - 1:
         h = self.activation(h)
     height, width = self.image_shape[:2]
@@ -161,7 +168,8 @@ class AutoEncoder(nnx.Module):
                hidden_sizes: Sequence[int], activation: str, likelihood: str, scale: float,
                learn_scale: bool, rngs: nnx.Rngs, conv_channels: Sequence[int] = (32, 64),
                kernel_size: int = 4, stochastic_layers: int = 1, top_latent_dim: int = 0,
-               top_hidden_sizes: Sequence[int] = (), dtype: str = "float32"):
+               top_hidden_sizes: Sequence[int] = (), dtype: str = "float32",
+               conv_lowering: str = "auto"):
     self.kind = kind
     self.likelihood = likelihood
     self.latent_dim = latent_dim
@@ -171,8 +179,8 @@ class AutoEncoder(nnx.Module):
     # (eps[..., :latent_dim] draws z1, the rest z2).
     self.noise_dim = latent_dim + self.top_latent_dim
     enc_out = 2 * latent_dim if kind == "vae" else latent_dim
-    conv = ({"channels": tuple(conv_channels), "kernel_size": kernel_size}
-            if architecture == "conv" else {})
+    conv = ({"channels": tuple(conv_channels), "kernel_size": kernel_size,
+             "lowering": conv_lowering} if architecture == "conv" else {})
     compute = DTYPES[dtype]
     self.encoder = ENCODERS[architecture](image_shape, hidden_sizes, enc_out, activation,
                                           rngs=rngs, dtype=compute, **conv)
@@ -231,7 +239,7 @@ def from_config(model_config, image_shape, rngs: nnx.Rngs, dtype: str = "float32
                      learn_scale=m.learn_scale, conv_channels=tuple(m.conv_channels),
                      kernel_size=m.kernel_size, stochastic_layers=m.stochastic_layers,
                      top_latent_dim=m.top_latent_dim, top_hidden_sizes=tuple(m.top_hidden_sizes),
-                     dtype=dtype, rngs=rngs)
+                     dtype=dtype, conv_lowering=m.get("conv_lowering", "auto"), rngs=rngs)
 
 
 def init_params(config, image_shape):

@@ -12,7 +12,7 @@ import numbers
 
 from ml_collections import config_dict
 
-from vae_jax import checks, decoder_likelihoods, models, objectives, optim
+from vae_jax import checks, convolutions, decoder_likelihoods, models, objectives, optim
 from vae_jax.data import BINARIZATIONS
 from vae_jax.data.corruption import CORRUPTIONS
 
@@ -28,6 +28,10 @@ def _check_model(config) -> None:
   checks.positive_ints(config, "model.hidden_sizes", "(400,) or (512, 256)")
   checks.positive_ints(config, "model.conv_channels", "(32, 64)", allow_empty=False)
   _int(config, "model.kernel_size", 1)
+  _choice(config, "model.conv_lowering", convolutions.LOWERINGS)
+  if config.model.conv_lowering == "matmul" and config.model.kernel_size % 2:
+    checks.fail("model.conv_lowering", "matmul", f"'xla' or 'auto' with the odd "
+                f"model.kernel_size={config.model.kernel_size} (\"matmul\" needs an even kernel)")
   _choice(config, "model.activation", models.ACTIVATIONS)
   _choice(config, "model.likelihood", decoder_likelihoods.LIKELIHOODS)
   _float(config, "model.scale", 0.0, lo_open=True)

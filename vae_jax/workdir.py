@@ -37,6 +37,8 @@ RESUMABLE_CHANGES = ("num_epochs", "eval_every_epochs", "checkpoint_every_epochs
                      "keep_checkpoints", "num_plot_images", "write_figures", "eval_batch_size", "eval_nll_k",
                      "kl_decomposition_points", "eval_disentanglement",
                      "disentanglement_sample_scale", "wandb.",
+                     # how, not what: the same function to float rounding (vae_jax/convolutions.py)
+                     "model.conv_lowering",
                      # where the same data lives on this machine (a workdir moved CPU -> GPU)
                      "data.manual_dir", "data.tfds_dir", "data.cache_dir")
 _TUPLE_FIELDS = (("model", "hidden_sizes"), ("model", "conv_channels"),
