@@ -1,7 +1,8 @@
 """Helper for test_sharding: trains the tiny config on fake data on however many CPU devices
-XLA_FLAGS gives this process and saves the final parameters and test metrics to an .npz.
+XLA_FLAGS gives this process, once per objective, and saves the final parameters and test
+metrics to an .npz (keys "<objective>_m<member>_...").
 
-    python -m tests.device_run OUT.npz WORKDIR [NUM_MEMBERS]     (from the repository root)
+    python -m tests.device_run OUT.npz WORKDIR [NUM_MEMBERS [OBJECTIVE,...]]   (from the repository root)
 """
 
 import sys
@@ -13,18 +14,23 @@ from tests.helpers import fake_dataset, final_params, tiny_config
 from vae_jax import train
 
 
-def main(out, workdir, num_members=1):
+def main(out, workdir, num_members=1, objectives="elbo"):
   ds = fake_dataset()
-  configs = [tiny_config(num_epochs=2, beta=1.0 + m, seed=m) for m in range(num_members)]
-  results = train.train_group(configs, [f"{workdir}/m{m}" for m in range(num_members)], dataset=ds)
   arrays = {"devices": np.array(jax.device_count())}
-  for m, (c, r) in enumerate(zip(configs, results)):
-    for i, leaf in enumerate(final_params(c, f"{workdir}/m{m}", ds)):
-      arrays[f"m{m}_p{i}"] = leaf
-    for k in ("test/neg_elbo", "test/rec", "test/kl", "train/loss"):
-      arrays[f"m{m}_{k}"] = np.array(r[k])
+  for objective in objectives.split(","):
+    # The disentangling objectives weight their own KL terms: beta stays 1 for them.
+    configs = [tiny_config(num_epochs=2, objective=objective, seed=m,
+                           beta=1.0 + m if objective == "elbo" else 1.0)
+               for m in range(num_members)]
+    dirs = [f"{workdir}/{objective}_m{m}" for m in range(num_members)]
+    results = train.train_group(configs, dirs, dataset=ds)
+    for m, (c, r, d) in enumerate(zip(configs, results, dirs)):
+      for i, leaf in enumerate(final_params(c, d, ds)):
+        arrays[f"{objective}_m{m}_p{i}"] = leaf
+      for k in ("test/neg_elbo", "test/rec", "test/kl", "train/loss"):
+        arrays[f"{objective}_m{m}_{k}"] = np.array(r[k])
   np.savez(out, **arrays)
 
 
 if __name__ == "__main__":
-  main(sys.argv[1], sys.argv[2], *(int(a) for a in sys.argv[3:]))
+  main(sys.argv[1], sys.argv[2], *(int(a) if a.isdigit() else a for a in sys.argv[3:]))

@@ -74,22 +74,24 @@ def _conv_config(lowering, **kw):
 
 
 def test_the_conv_model_keeps_its_parameters_and_its_loss_under_either_lowering():
-  """The same parameter tree (names, shapes, values) and, on it, the same loss and gradients,
-  so checkpoints of either lowering restore into the other."""
-  shape = (28, 28, 1)
-  inits = {low: models.init_params(_conv_config(low), shape) for low in ("xla", "matmul")}
-  p_xla, p_mm = inits["xla"][1], inits["matmul"][1]
-  assert jax.tree.structure(p_xla) == jax.tree.structure(p_mm)
-  assert all(jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.array_equal(a, b)), p_xla, p_mm)))
+  """The same parameter tree (names and shapes) and, on the same parameters, the same loss and
+  gradients, so checkpoints of either lowering restore into the other."""
+  shape = (12, 12, 1)  # 12 -> 6 -> 3 and back
+  _, params, rest = models.init_params(_conv_config("xla"), shape)
+  # The matmul model's parameter tree, traced without running its initialisation.
+  abstract = jax.eval_shape(lambda: models.init_params(_conv_config("matmul"), shape)[1])
+  assert jax.tree.structure(abstract) == jax.tree.structure(params)
+  assert [a.shape for a in jax.tree.leaves(abstract)] == [a.shape for a in jax.tree.leaves(params)]
+  graphdefs = {low: models.compute_graphdef(_conv_config(low), shape) for low in ("xla", "matmul")}
   x = (jax.random.uniform(jax.random.key(0), (8, *shape)) < 0.3).astype(jnp.float32)
   eps = jax.random.normal(jax.random.key(1), (8, 4))  # latent_dim 4
   hparams = {"beta": 1.0, "kl_warmup_steps": 0, "free_bits": 0.0}
   out = {}
-  for low, (graphdef, params, rest) in inits.items():
-    def loss(p, graphdef=graphdef, rest=rest):
+  for low, graphdef in graphdefs.items():
+    def loss(p, graphdef=graphdef):
       return objectives.loss_fn(nnx.merge(graphdef, p, rest), x, x, eps, hparams, 0)[0]
-    out[low] = jax.jit(jax.value_and_grad(loss))(p_xla)  # the xla model's parameters in both
-  assert float(out["xla"][0]) > 100  # a random model on 784 pixels
+    out[low] = jax.jit(jax.value_and_grad(loss))(params)  # the same parameters in both
+  assert float(out["xla"][0]) > 50  # a random model: ~0.7 nats for each of 144 pixels
   np.testing.assert_allclose(float(out["matmul"][0]), float(out["xla"][0]), rtol=1e-6)
   for g_ref, g in zip(jax.tree.leaves(out["xla"][1]), jax.tree.leaves(out["matmul"][1])):
     _close(g, g_ref, float(jnp.abs(g_ref).max()))

@@ -19,8 +19,8 @@ Fields: `tcvae_alpha`, `tcvae_beta`, `tcvae_gamma` (per member: they may differ 
 vectorised group) and `tcvae_estimator` (changes the program, so not per member; it reaches the
 loss as `ctx.options["tcvae_estimator"]`, see `objectives.static_options`). `config.beta` must
 stay 1 (and `kl_warmup_steps`, `free_bits` 0): the three weights replace it. The batch must
-hold at least 2 images (on several devices, each device's share of it: the estimates use the
-posteriors of the images on that device). Metrics: loss, rec, kl and neg_elbo (analytic KL, as
+hold at least 2 images; on several devices the estimates use the posteriors of the whole global
+batch, gathered from every device (`common.global_batch`). Metrics: loss, rec, kl and neg_elbo (analytic KL, as
 for every objective), `index_code_mi`, `total_correlation`, `dimwise_kl` and `sampled_kl`
 (their sum).
 """
@@ -54,7 +54,9 @@ def loss(model, x_in, x_target, eps, hparams, ctx):
   """rec + α MI + β TC + γ dimension-wise KL on one batch, one sample per image."""
   mean, logvar, z, rec, kl_per_dim = common.one_sample_terms(model, x_in, x_target, eps)
   estimator = ctx.options.get("tcvae_estimator", "mss")
-  mi, tc, dwkl, sampled_kl = decomposition(mean, logvar, z, ctx.dataset_size, estimator)
+  # q(z) of the whole global batch's posteriors, on any number of devices.
+  g_mean, g_logvar, g_z = common.global_batch(ctx.axis_name, mean, logvar, z)
+  mi, tc, dwkl, sampled_kl = decomposition(g_mean, g_logvar, g_z, ctx.dataset_size, estimator)
   total = rec + hparams["tcvae_alpha"] * mi + hparams["tcvae_beta"] * tc + (
       hparams["tcvae_gamma"] * dwkl)
   kl = jnp.sum(kl_per_dim)

@@ -10,6 +10,7 @@ objective (a config file holds all of them: a bad value is an error even where i
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from vae_jax import checks, decoder_likelihoods
@@ -29,6 +30,19 @@ def one_sample_terms(model, x_in, x_target, eps_BxZ):
   rec = jnp.mean(decoder_likelihoods.nll(model.likelihood, out, model.log_scale[...], x_target))
   kl_per_dim = jnp.mean(gaussian_kl(mean, logvar), axis=0)
   return mean, logvar, z, rec, kl_per_dim
+
+
+def global_batch(axis_name: str | None, *arrays):
+  """The arrays of the whole global batch: with `axis_name` (inside shard_map, several devices)
+  every device's rows gathered in device order, so batch statistics (covariances, aggregate
+  posteriors) are the global batch's whatever the number of devices; unchanged on one device.
+
+  Each device then computes the same statistic. Differentiating through the gather sends each
+  device the cotangents of every device's copy (its transpose sums them), so after the step's
+  mean over devices the gradient is exactly the global statistic's (tests/test_sharding.py)."""
+  if axis_name is None:
+    return arrays
+  return tuple(jax.lax.all_gather(a, axis_name, tiled=True) for a in arrays)
 
 
 def require_one_sample_vae(config, *, min_batch: int = 1) -> None:

@@ -16,8 +16,9 @@ Batch covariances divide by B (disentanglement_lib's `compute_covariance_z_mean`
 ELBO of the paper). Fields, per member: `dip_lambda_od` and `dip_lambda_d`. The paper and
 disentanglement_lib's unsupervised study use λ_d = 10 λ_od for DIP-VAE-I and λ_d = λ_od for
 DIP-VAE-II; the defaults (λ_od = 10, λ_d = 100) are DIP-VAE-I's, so a DIP-VAE-II run sets
-`dip_lambda_d` to its λ_od. The batch must hold at least 2 images (on several devices the
-covariance is each device's share of the batch). Metrics: loss, rec, kl, neg_elbo and
+`dip_lambda_d` to its λ_od. The batch must hold at least 2 images; on several devices the
+covariance is the whole global batch's, gathered from every device (`common.global_batch`).
+Metrics: loss, rec, kl, neg_elbo and
 `dip_penalty` (the weighted penalty).
 """
 
@@ -57,7 +58,9 @@ def _loss(model, x_in, x_target, eps, hparams, ctx, kind: str):
   mean, logvar, _, rec, kl_per_dim = common.one_sample_terms(model, x_in, x_target, eps)
   kl = jnp.sum(kl_per_dim)
   kl_charged = jnp.sum(jnp.maximum(kl_per_dim, hparams["free_bits"]))  # as in the ELBO
-  dip = penalty(covariance(mean, logvar, kind), hparams["dip_lambda_od"], hparams["dip_lambda_d"])
+  g_mean, g_logvar = common.global_batch(ctx.axis_name, mean, logvar)  # the global batch's
+  dip = penalty(covariance(g_mean, g_logvar, kind), hparams["dip_lambda_od"],
+                hparams["dip_lambda_d"])
   total = rec + kl_weight(hparams["beta"], hparams["kl_warmup_steps"], ctx.step) * kl_charged + dip
   return total, {"loss": total, "rec": rec, "kl": kl, "neg_elbo": rec + kl, "dip_penalty": dip}
 
