@@ -77,7 +77,7 @@ def test_the_conv_model_keeps_its_parameters_and_its_loss_under_either_lowering(
   """The same parameter tree (names and shapes) and, on the same parameters, the same loss and
   gradients, so checkpoints of either lowering restore into the other."""
   shape = (12, 12, 1)  # 12 -> 6 -> 3 and back
-  _, params, rest = models.init_params(_conv_config("xla"), shape)
+  _, params, rest = models.init_params(_conv_config("xla"), shape)  # eager, as a run does
   # The matmul model's parameter tree, traced without running its initialisation.
   abstract = jax.eval_shape(lambda: models.init_params(_conv_config("matmul"), shape)[1])
   assert jax.tree.structure(abstract) == jax.tree.structure(params)

@@ -93,6 +93,8 @@ class Checkpointer:
     return self._mngr.latest_step()
 
   def save(self, epoch: int, params, opt_state) -> None:
+    from vae_jax import faults  # pylint: disable=g-import-not-at-top
+    faults.quiet_reported_failures()  # in front of any hook installed since the launch
     state = {"params": params, "opt_state": opt_state}
     self._check_space(state)
     # Every process takes part in the save (Orbax coordinates them); only process 0 writes

@@ -16,6 +16,7 @@ import errno
 import logging
 import re
 import sys
+import threading
 
 from vae_jax.errors import PeerFailed, UserError
 
@@ -138,12 +139,16 @@ class _QuietFilter(logging.Filter):
     return not any(t in text for t in _DISK_FULL_TEXT)
 
 
+def _is_closed_loop(kind, value) -> bool:
+  return kind is RuntimeError and str(value) == "Event loop is closed"
+
+
 def _quiet_excepthook(previous):
   """TensorStore's callbacks of a checkpoint write that failed (a full disk) fire after Orbax
   closed their event loop, and print "Event loop is closed" through sys.excepthook; that
   failure is reported in one line already."""
   def hook(kind, value, tb):
-    if kind is RuntimeError and str(value) == "Event loop is closed":
+    if _is_closed_loop(kind, value):
       return
     previous(kind, value, tb)
   hook._vae_jax_quiet = True  # pylint: disable=protected-access
@@ -151,9 +156,28 @@ def _quiet_excepthook(previous):
 
 
 def quiet_reported_failures() -> None:
-  """Drops Orbax's background-thread tracebacks for failures reported here in one line."""
+  """Drops Orbax's background-thread tracebacks for failures reported here in one line.
+
+  Called at launch and again before each checkpoint save (something imported later, or a
+  library's init, may have put its own hook in front)."""
   if not getattr(sys.excepthook, "_vae_jax_quiet", False):
     sys.excepthook = _quiet_excepthook(sys.excepthook)
+  if not getattr(threading.excepthook, "_vae_jax_quiet", False):
+    previous_thread_hook = threading.excepthook
+
+    def thread_hook(args):
+      if not _is_closed_loop(args.exc_type, args.exc_value):
+        previous_thread_hook(args)
+    thread_hook._vae_jax_quiet = True  # pylint: disable=protected-access
+    threading.excepthook = thread_hook
+  if not getattr(sys.unraisablehook, "_vae_jax_quiet", False):
+    previous_unraisable = sys.unraisablehook
+
+    def unraisable_hook(unraisable):
+      if not _is_closed_loop(unraisable.exc_type, unraisable.exc_value):
+        previous_unraisable(unraisable)
+    unraisable_hook._vae_jax_quiet = True  # pylint: disable=protected-access
+    sys.unraisablehook = unraisable_hook
   for name in ("absl", "asyncio"):  # Orbax's own logs; its abandoned writer tasks
     logger = logging.getLogger(name)
     if not any(isinstance(f, _QuietFilter) for f in logger.filters):
