@@ -24,6 +24,17 @@ def _baseline():
   return module
 
 
+def _batch_and_jax_neg_elbo(jax_model):
+  """16 binary MNIST-sized images, their 20-D noise, and vae_jax's -ELBO of them."""
+  rng = np.random.default_rng(0)
+  x_BxD = (rng.random((16, 784)) < 0.2).astype(np.float32)
+  eps_BxZ = rng.standard_normal((16, 20)).astype(np.float32)
+  hparams = {"beta": 1.0, "kl_warmup_steps": 0, "free_bits": 0.0}
+  x = jnp.asarray(x_BxD).reshape(16, 28, 28, 1)
+  _, metrics = objectives.loss_fn(jax_model, x, x, jnp.asarray(eps_BxZ), hparams, 0)
+  return x_BxD, eps_BxZ, float(metrics["neg_elbo"])
+
+
 def test_torch_baseline_neg_elbo_equals_vae_jax_objective():
   baseline = _baseline()
   jax_model = models.from_config(mnist_vae.get_config().model, (28, 28, 1), nnx.Rngs(params=0))
@@ -38,20 +49,15 @@ def test_torch_baseline_neg_elbo_equals_vae_jax_objective():
       t.weight.copy_(torch.from_numpy(np.asarray(j.kernel[...]).T.copy()))
       t.bias.copy_(torch.from_numpy(np.array(j.bias[...])))
 
-  rng = np.random.default_rng(0)
-  x_BxD = (rng.random((16, 784)) < 0.2).astype(np.float32)
-  eps_BxZ = rng.standard_normal((16, 20)).astype(np.float32)
-  hparams = {"beta": 1.0, "kl_warmup_steps": 0, "free_bits": 0.0}
-  x = jnp.asarray(x_BxD).reshape(16, 28, 28, 1)
-  _, metrics = objectives.loss_fn(jax_model, x, x, jnp.asarray(eps_BxZ), hparams, 0)
+  x_BxD, eps_BxZ, jax_neg_elbo = _batch_and_jax_neg_elbo(jax_model)
 
   # The baseline's forward pass draws eps with randn_like; feed the same eps instead.
   x_t = torch.from_numpy(x_BxD)
   mean, logvar = torch_model.encoder(x_t).chunk(2, dim=-1)
   z = mean + torch.exp(0.5 * logvar) * torch.from_numpy(eps_BxZ)
   value = baseline.neg_elbo(torch_model.decoder(z), x_t, mean, logvar).item()
-  np.testing.assert_allclose(value, float(metrics["neg_elbo"]), rtol=1e-5)
-  assert float(metrics["neg_elbo"]) > 100  # a random model: hundreds of nats
+  np.testing.assert_allclose(value, jax_neg_elbo, rtol=1e-5)
+  assert jax_neg_elbo > 100  # a random model: hundreds of nats
 
 
 def test_torch_conv_baseline_is_configs_mnist_conv_model():
@@ -90,17 +96,12 @@ def test_torch_conv_baseline_is_configs_mnist_conv_model():
     d_lin[1].bias.copy_(t(np.asarray(dec.mlp.layers[1].bias[...]).reshape(7, 7, c2)
                           .transpose(2, 0, 1).reshape(-1)))
 
-  rng = np.random.default_rng(0)
-  x_BxD = (rng.random((16, 784)) < 0.2).astype(np.float32)
-  eps_BxZ = rng.standard_normal((16, 20)).astype(np.float32)
-  hparams = {"beta": 1.0, "kl_warmup_steps": 0, "free_bits": 0.0}
-  x = jnp.asarray(x_BxD).reshape(16, 28, 28, 1)
-  _, metrics = objectives.loss_fn(jax_model, x, x, jnp.asarray(eps_BxZ), hparams, 0)
+  x_BxD, eps_BxZ, jax_neg_elbo = _batch_and_jax_neg_elbo(jax_model)
 
   x_t = torch.from_numpy(x_BxD)
   mean, logvar = torch_model.encoder(x_t.view(-1, 1, 28, 28)).chunk(2, dim=-1)
   z = mean + torch.exp(0.5 * logvar) * torch.from_numpy(eps_BxZ)
   logits = torch_model.decoder_conv(torch_model.decoder_mlp(z).view(-1, c2, 7, 7)).flatten(1)
   value = baseline.neg_elbo(logits, x_t, mean, logvar).item()
-  np.testing.assert_allclose(value, float(metrics["neg_elbo"]), rtol=1e-5)
-  assert float(metrics["neg_elbo"]) > 100  # a random model: hundreds of nats
+  np.testing.assert_allclose(value, jax_neg_elbo, rtol=1e-5)
+  assert jax_neg_elbo > 100  # a random model: hundreds of nats

@@ -143,14 +143,13 @@ def _is_closed_loop(kind, value) -> bool:
   return kind is RuntimeError and str(value) == "Event loop is closed"
 
 
-def _quiet_excepthook(previous):
-  """TensorStore's callbacks of a checkpoint write that failed (a full disk) fire after Orbax
-  closed their event loop, and print "Event loop is closed" through sys.excepthook; that
-  failure is reported in one line already."""
-  def hook(kind, value, tb):
-    if _is_closed_loop(kind, value):
-      return
-    previous(kind, value, tb)
+def _quiet_hook(previous, exception_of):
+  """`previous` (an exception hook), except for "Event loop is closed": TensorStore's callbacks
+  of a checkpoint write that failed (a full disk) fire after Orbax closed their event loop, and
+  that failure is reported in one line already."""
+  def hook(*args):
+    if not _is_closed_loop(*exception_of(*args)):
+      previous(*args)
   hook._vae_jax_quiet = True  # pylint: disable=protected-access
   return hook
 
@@ -160,24 +159,15 @@ def quiet_reported_failures() -> None:
 
   Called at launch and again before each checkpoint save (something imported later, or a
   library's init, may have put its own hook in front)."""
-  if not getattr(sys.excepthook, "_vae_jax_quiet", False):
-    sys.excepthook = _quiet_excepthook(sys.excepthook)
-  if not getattr(threading.excepthook, "_vae_jax_quiet", False):
-    previous_thread_hook = threading.excepthook
-
-    def thread_hook(args):
-      if not _is_closed_loop(args.exc_type, args.exc_value):
-        previous_thread_hook(args)
-    thread_hook._vae_jax_quiet = True  # pylint: disable=protected-access
-    threading.excepthook = thread_hook
-  if not getattr(sys.unraisablehook, "_vae_jax_quiet", False):
-    previous_unraisable = sys.unraisablehook
-
-    def unraisable_hook(unraisable):
-      if not _is_closed_loop(unraisable.exc_type, unraisable.exc_value):
-        previous_unraisable(unraisable)
-    unraisable_hook._vae_jax_quiet = True  # pylint: disable=protected-access
-    sys.unraisablehook = unraisable_hook
+  # sys.excepthook(type, value, tb); threading.excepthook(args) and sys.unraisablehook(args)
+  # with args.exc_type and args.exc_value.
+  for owner, name, exception_of in (
+      (sys, "excepthook", lambda kind, value, tb: (kind, value)),
+      (threading, "excepthook", lambda args: (args.exc_type, args.exc_value)),
+      (sys, "unraisablehook", lambda args: (args.exc_type, args.exc_value))):
+    previous = getattr(owner, name)
+    if not getattr(previous, "_vae_jax_quiet", False):
+      setattr(owner, name, _quiet_hook(previous, exception_of))
   for name in ("absl", "asyncio"):  # Orbax's own logs; its abandoned writer tasks
     logger = logging.getLogger(name)
     if not any(isinstance(f, _QuietFilter) for f in logger.filters):
