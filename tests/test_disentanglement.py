@@ -158,6 +158,12 @@ def test_a_duplicated_factor_lowers_completeness_not_disentanglement():
   assert plain["dci_disentanglement"] > 0.98 and plain["dci_completeness"] > 0.98
   assert doubled["dci_disentanglement"] > 0.95
   assert doubled["dci_completeness"] < plain["dci_completeness"] - 0.08
+  # The factors' classifiers are fitted in threads, largest factor first: each column is still
+  # its own factor's classifier, fitted alone.
+  importance, _, _ = dis.dci_importance_matrix(dup(f_tr), f_tr, dup(f_te), f_te, n_jobs=2)
+  for f in range(len(SIZES)):
+    alone = dis._gradient_boosting(0).fit(dup(f_tr), f_tr[:, f])  # pylint: disable=protected-access
+    np.testing.assert_array_equal(importance[:, f], alone.feature_importances_)
   # MIG punishes the duplicate outright: factor 0's gap is 0, so MIG loses about a third.
   assert dis.mig_from_codes(z(f_tr), f_tr) > 0.95
   assert abs(dis.mig_from_codes(dup(f_tr), f_tr) - 2 / 3) < 0.04
