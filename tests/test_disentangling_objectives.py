@@ -17,7 +17,8 @@ from configs import default
 from vae_jax import models, objectives, train, validate
 from vae_jax.errors import UserError
 from vae_jax.objectives import dip_vae
-from tests.helpers import fake_dataset, final_params, launch, tiny_config, write_fake_cache
+from tests.helpers import (TINY_CONFIG_FILE, fake_dataset, final_params, launch, tiny_config,
+                           write_fake_cache)
 
 NEW = ("annealed_vae", "beta_tcvae", "dip_vae_i", "dip_vae_ii")
 
@@ -347,32 +348,16 @@ def test_dip_vae_keeps_the_elbo_knobs():
 
 # --- training ------------------------------------------------------------------------------
 
-_MEMBERS_FILE = '''
-"""One member of each disentangling objective, on fake data, for tests."""
-from configs import default
-
-def get_config():
-  c = default.get_config()
-  c.num_epochs = 2
-  c.batch_size = 16
-  c.model.hidden_sizes = (32,)
-  c.model.latent_dim = 4
-  c.eval_batch_size = 32
-  c.num_plot_images = 4
-  c.write_figures = False
-  c.checkpoint_every_epochs = 1
-  c.wandb.mode = "disabled"
-  c.data.name = "fake"
-  c.data.cache_dir = {cache_dir!r}
-  return c
-
-def get_sweep():
+# helpers' tiny sweep with one member of each disentangling objective, a checkpoint each epoch.
+_MEMBERS_FILE = TINY_CONFIG_FILE[:TINY_CONFIG_FILE.index("def get_sweep")].replace(
+    '  c.wandb.mode', '  c.checkpoint_every_epochs = 1\n  c.wandb.mode') + '''def get_sweep():
   return {{"annealed": {{"objective": "annealed_vae", "annealed_gamma": 5.0,
                         "annealed_capacity_max": 3.0, "annealed_capacity_steps": 12}},
           "tcvae": {{"objective": "beta_tcvae", "tcvae_beta": 4.0}},
           "dip_i": {{"objective": "dip_vae_i", "dip_lambda_od": 2.0, "dip_lambda_d": 20.0}},
           "dip_ii": {{"objective": "dip_vae_ii", "dip_lambda_od": 2.0, "dip_lambda_d": 2.0}}}}
 '''
+
 _OWN_METRICS = {"annealed": ("capacity",), "tcvae": ("index_code_mi", "total_correlation",
                                                    "dimwise_kl", "sampled_kl"),
                 "dip_i": ("dip_penalty",), "dip_ii": ("dip_penalty",)}
