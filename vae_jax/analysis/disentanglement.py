@@ -513,7 +513,7 @@ def dci_importance_matrix(codes_train_NxD: np.ndarray, factors_train_NxF: np.nda
 
   def fit(f):
     model = _gradient_boosting(random_state).fit(codes_train_NxD, factors_train_NxF[:, f])
-    return (f, np.abs(model.feature_importances_),
+    return (np.abs(model.feature_importances_),
             np.mean(model.predict(codes_train_NxD) == factors_train_NxF[:, f]),
             np.mean(model.predict(codes_test_MxD) == factors_test_MxF[:, f]))
 
@@ -523,7 +523,7 @@ def dci_importance_matrix(codes_train_NxD: np.ndarray, factors_train_NxF: np.nda
       joblib.delayed(fit)(f) for f in largest_first)
   importance_DxF = np.zeros((num_dims, num_factors))
   train_acc, test_acc = np.zeros(num_factors), np.zeros(num_factors)
-  for f, importance, train, test in fits:
+  for f, (importance, train, test) in zip(largest_first, fits):  # Parallel keeps the order
     importance_DxF[:, f], train_acc[f], test_acc[f] = importance, train, test
   return importance_DxF, float(np.mean(train_acc)), float(np.mean(test_acc))
 
