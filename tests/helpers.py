@@ -69,6 +69,12 @@ def final_params(config, workdir, dataset):
   return [np.asarray(x) for x in jax.tree.leaves(p)]
 
 
+def xla_env(devices: int) -> dict:
+  """This process's environment with `devices` fake CPU devices added to its XLA flags."""
+  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
+  return {**os.environ, "XLA_FLAGS": flags.strip()}
+
+
 def launch(args, env=None, timeout=600):
   """Runs launch.py in a subprocess; returns the CompletedProcess."""
   full_env = {**os.environ, **(env or {})}

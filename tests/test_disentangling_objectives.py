@@ -372,12 +372,11 @@ def test_each_objective_trains_from_the_launcher_and_resumes_bit_exactly(tmp_pat
   cache = write_fake_cache(tmp_path / "cache")
   path = tmp_path / "members.py"
   path.write_text(_MEMBERS_FILE.format(cache_dir=cache))
-  env = {"VAE_JAX_CACHE_DIR": str(tmp_path / "xla")}  # later launches reuse the compilations
   straight, resumed = tmp_path / "straight", tmp_path / "resumed"
   for args in (["--workdir", str(straight)],
                ["--workdir", str(resumed), "--config.num_epochs=1"],
                ["--workdir", str(resumed)]):
-    proc = launch(["--config", str(path), *args], env=env)
+    proc = launch(["--config", str(path), *args])
     assert proc.returncode == 0, proc.stderr[-3000:]
   ds = fake_dataset()
   c = tiny_config()

@@ -4,7 +4,6 @@ configs: each check is one a wrong implementation fails."""
 import csv
 import json
 import math
-import os
 import subprocess
 import sys
 
@@ -15,7 +14,7 @@ import pytest
 from flax import nnx
 from jax.scipy import stats
 
-from tests.helpers import ROOT, fake_dataset, tiny_config, write_fake_cache
+from tests.helpers import ROOT, fake_dataset, tiny_config, write_fake_cache, xla_env
 from vae_jax import launcher, marginal_likelihood as L, models, objectives, optim, rng, sweeps, train, validate
 from vae_jax.tools import nll
 from vae_jax.errors import UserError
@@ -384,7 +383,7 @@ def test_k_samples_shard_over_devices_like_one_device(tmp_path):
   got = {}
   for n in (1, 2):
     out = tmp_path / f"d{n}.npz"
-    env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"}
+    env = xla_env(n)
     proc = subprocess.run([sys.executable, "-c", script, str(out), str(tmp_path / f"wd{n}")],
                           env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]

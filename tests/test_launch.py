@@ -10,7 +10,7 @@ import sys
 import pytest
 from ml_collections import config_dict
 
-from tests.helpers import ROOT, launch, tiny_config
+from tests.helpers import ROOT, launch, tiny_config, xla_env
 from tests.wandb_records import history_keys
 from vae_jax import validate
 from vae_jax.errors import UserError
@@ -96,7 +96,7 @@ def test_bad_config_values_fail_cleanly_before_creating_the_workdir(tmp_path, ov
 def test_batch_size_must_divide_over_devices(tmp_path):
   wd = tmp_path / "run"
   proc = launch(["--config", "configs/mnist_vae.py", "--workdir", str(wd), "--config.batch_size=126"],
-                env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+                env=xla_env(4))
   _assert_clean_failure(proc, "batch_size", "multiple of the number of devices (4)")
   assert not wd.exists()
 

@@ -2,7 +2,6 @@
 127.0.0.1) give the same results as 1 process with 2 devices, and only process 0 writes."""
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -12,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.helpers import ROOT, TINY_CONFIG_FILE, write_fake_cache
+from tests.helpers import ROOT, TINY_CONFIG_FILE, write_fake_cache, xla_env
 
 
 def _free_port() -> int:
@@ -31,11 +30,11 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path):
 
   single = subprocess.run([*base, "--workdir", str(tmp_path / "one")], cwd=ROOT, text=True,
                           capture_output=True, timeout=300,
-                          env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+                          env=xla_env(2))
   assert single.returncode == 0, single.stderr[-2000:]
 
   port = _free_port()
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+  env = xla_env(1)
   procs = [subprocess.Popen([*base, "--workdir", str(tmp_path / "two"),
                              f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
                              f"--process_id={i}"], cwd=ROOT, env=env, text=True,
@@ -61,7 +60,7 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path):
 
 def _two_processes(cfg, workdir, *extra):
   port = _free_port()
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"}
+  env = xla_env(1)
   return [subprocess.Popen([sys.executable, str(ROOT / "launch.py"), "--config", str(cfg),
                             "--nosweep", "--workdir", str(workdir), *extra,
                             f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
@@ -181,7 +180,7 @@ def test_process_0_prepares_first_and_its_error_reaches_the_others(tmp_path):
   port, log = str(_free_port()), tmp_path / "log.jsonl"
   procs = [subprocess.Popen([sys.executable, "-c", _MAIN_FIRST, str(i), port, str(log)], cwd=ROOT,
                             text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1"})
+                            env=xla_env(1))
            for i in range(2)]
   outs = _communicate(procs, timeout=120)
   for p, (_, err) in zip(procs, outs):
