@@ -55,7 +55,7 @@ jax.config.update("jax_compilation_cache_dir", _XLA_CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
-from tests.helpers import fake_dataset, tiny_config  # pylint: disable=g-import-not-at-top
+from tests.helpers import ROOT, fake_dataset, tiny_config  # pylint: disable=g-import-not-at-top
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def mnist_env():
       code = ("from configs import default; from vae_jax import data;"
               " ds = data.load(default.get_config().data);"
               " assert ds.train_images.shape == (60000, 28, 28, 1), ds.train_images.shape")
-      proc = subprocess.run([sys.executable, "-c", code], cwd=pathlib.Path(__file__).parent.parent,
+      proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT,
                             env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
       assert proc.returncode == 0, proc.stderr[-3000:]
       assert "Preparing 'mnist' (train) with TFDS" in proc.stdout + proc.stderr
