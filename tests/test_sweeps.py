@@ -66,18 +66,39 @@ def test_sweep_writes_summary_and_relaunch_trains_only_the_rest(tmp_path):
 
 
 @pytest.mark.slow
-def test_seeds_option_adds_replicates_and_their_mean(tmp_path):
+def test_seeds_option_adds_replicates_and_their_mean(tmp_path, capsys):
   path, module = _tiny_sweep_config(tmp_path)
   config = module.get_config()
   with config.unlocked():
-    config.num_seeds = 2
     config.num_epochs = 1
-  sweeps.run_sweep(config, [{"beta": 0.5}, {"beta": 2.0}], tmp_path / "s", sweep_name="tiny")
-  with open(tmp_path / "s" / "sweep.csv") as f:
+  # One seed first: beta=0.5 as the seeded sweep will have it, beta=2 with another learning
+  # rate, so only the first is the same run as a seeded member.
+  wd = tmp_path / "s"
+  sweeps.run_sweep(config, [{"beta": 0.5}], wd, sweep_name="tiny")
+  other = sweeps.apply_overrides(config, {"learning_rate": config.learning_rate * 2})
+  sweeps.run_sweep(other, [{"beta": 2.0}], wd, sweep_name="tiny")
+  one_seed = (wd / "beta=0.5" / "metrics.jsonl").read_text()
+  capsys.readouterr()
+
+  with config.unlocked():
+    config.num_seeds = 2
+  sweeps.run_sweep(config, [{"beta": 0.5}, {"beta": 2.0}], wd, sweep_name="tiny")
+  out = capsys.readouterr().out
+  linked = [line for line in out.splitlines() if "one-seed run" in line]
+  assert len(linked) == 1 and "beta=0.5,seed=0: the finished one-seed run" in linked[0]
+  reused = wd / "beta=0.5,seed=0"
+  assert reused.is_symlink() and reused.resolve() == (wd / "beta=0.5").resolve()
+  assert (reused / "metrics.jsonl").read_text() == one_seed  # not trained again
+  assert not (wd / "beta=2,seed=0").is_symlink()  # another learning rate: trained anew
+  assert workdir.read_results(wd / "beta=2,seed=0")["members_trained_together"] == 3
+  assert [p for p, _ in workdir.find_runs(wd)].count(wd / "beta=0.5") == 1
+  assert len(workdir.find_runs(wd)) == 5  # beta=0.5 once, beta=2 (one seed) and three new
+  with open(wd / "sweep.csv") as f:
     table = list(csv.DictReader(f))
   assert [r["member"] for r in table] == ["beta=0.5,seed=0", "beta=0.5,seed=1", "beta=2,seed=0",
                                           "beta=2,seed=1"]
-  with open(tmp_path / "s" / "sweep_seeds.csv") as f:
+  assert all(r["status"] == "finished" for r in table)
+  with open(wd / "sweep_seeds.csv") as f:
     agg = list(csv.DictReader(f))
   assert len(agg) == 2 and all(r["n"] == "2" for r in agg)
   vals = [float(r["test/neg_elbo"]) for r in table[:2]]

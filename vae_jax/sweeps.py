@@ -8,7 +8,8 @@ the overrides make poor folder names. `run_sweep` trains every member into
 (`figures/sweeps.py`). Members that differ only in shape-preserving values (the seed, the
 learning rate, their objective's hyperparameters) train together as one vectorised program
 (`train.train_group`); the others run group after group. Finished members are skipped on
-relaunch.
+relaunch, and adding seeds to a finished one-seed sweep reuses its members
+(`reuse_one_seed_runs`).
 """
 
 from __future__ import annotations
@@ -121,11 +122,54 @@ def expand(config, sweep: Sweep) -> list[tuple[str, dict[str, Any], Any]]:
       o = dict(overrides)
       if config.num_seeds > 1:
         o["seed"] = config.seed + s
-        name_s = f"{name},seed={o['seed']}" if isinstance(sweep, dict) else member_name(o)
+        name_s = _seeded_name(sweep, name, o)
       else:
         name_s = name
       members.append((name_s, o, apply_overrides(config, o)))
   return members
+
+
+def _seeded_name(sweep: Sweep, name: str, overrides_with_seed: dict[str, Any]) -> str:
+  if isinstance(sweep, dict):
+    return f"{name},seed={overrides_with_seed['seed']}"
+  return member_name(overrides_with_seed)
+
+
+def reuse_one_seed_runs(workdir: pathlib.Path, sweep: Sweep, members) -> list[str]:
+  """Adding seeds to a finished sweep trains only the new ones.
+
+  A one-seed run of the sweep left member `name` in DIR/<name>/; with `num_seeds` > 1 the same
+  member trained with that seed is called `<name>,seed=<s>`. Where DIR/<name>/ is finished and
+  its saved config is `members`' one for that seed (the seed count aside), DIR/<name>,seed=<s>
+  becomes a link to it and is skipped as finished. Returns one message per link made.
+  """
+  by_name = {n: c for n, _, c in members}
+  made = []
+  for name, overrides in named_members(sweep):
+    base = workdir / name
+    try:
+      saved = json.loads((base / "config.json").read_text())["config"]
+      seeded = _seeded_name(sweep, name, {**overrides, "seed": saved["seed"]})
+    except (OSError, ValueError, KeyError, TypeError):
+      continue  # no finished one-seed run there (or not one this can read): train as usual
+    link = workdir / seeded
+    if base.is_symlink() or seeded not in by_name or link.exists() or link.is_symlink():
+      continue
+    try:
+      if not workdir_lib.is_finished(base, by_name[seeded]):
+        continue
+    except workdir_lib.DamagedFile:
+      continue
+    diffs = workdir_lib.config_differences(saved, workdir_lib.resolved_config(by_name[seeded]))
+    if [d for d in diffs if d != "num_seeds"]:
+      continue
+    try:
+      os.symlink(name, link, target_is_directory=True)
+    except OSError as e:  # a filesystem without links: train it again instead
+      made.append(f"{link}: could not link it to the finished {base} ({e.strerror}); training it")
+      continue
+    made.append(f"{link}: the finished one-seed run {base}, linked instead of trained again")
+  return made
 
 
 def swept_keys(sweep: Sweep) -> list[str]:
@@ -169,6 +213,11 @@ def run_sweep(config, sweep: Sweep, workdir: str | os.PathLike, *,
                       + ", ".join(n for n, _, _ in members))
   else:
     chosen = members
+  if config.num_seeds > 1:
+    reused = hosts.main_first(lambda: reuse_one_seed_runs(workdir, sweep, chosen),
+                              "link the sweep's one-seed runs", others_too=False, share=True)
+    for line in reused if jax.process_index() == 0 else []:
+      print(line)
   todo = [m for m in chosen if not workdir_lib.is_finished(workdir / m[0], m[2])]
   for name, _, c in chosen:
     if workdir_lib.is_finished(workdir / name, c) and jax.process_index() == 0:

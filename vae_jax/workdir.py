@@ -289,7 +289,13 @@ def update_results(workdir, values: dict) -> dict:
 
 def find_runs(root) -> list[tuple[pathlib.Path, config_dict.ConfigDict]]:
   """(workdir, config) of every run in `root` itself or its direct subfolders (a sweep's
-  members), sorted by path."""
+  members), sorted by path; a run reached twice (a seeded member linked to the one-seed run
+  it reuses, `sweeps.reuse_one_seed_runs`) is listed once, under its first name."""
   root = pathlib.Path(root)
   candidates = [root, *sorted(p for p in root.iterdir() if p.is_dir())] if root.is_dir() else []
-  return [(p, read_config(p)) for p in candidates if (p / "config.json").is_file()]
+  runs, seen = [], set()
+  for p in candidates:
+    if (p / "config.json").is_file() and p.resolve() not in seen:
+      seen.add(p.resolve())
+      runs.append((p, read_config(p)))
+  return runs
