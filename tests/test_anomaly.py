@@ -4,7 +4,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 from tests.helpers import fake_dataset, tiny_config
 from vae_jax import data as data_lib, decoder_likelihoods, objectives, train, workdir

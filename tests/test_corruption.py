@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from tests.helpers import fake_dataset, tiny_config, write_fake_cache
-from vae_jax import data as data_lib, models, objectives, rng, step as step_lib, train, validate
+from vae_jax import data as data_lib, models, objectives, rng, train, validate
 from vae_jax.data import corruption
 from vae_jax.errors import UserError
 from tests.helpers import final_params

@@ -3,8 +3,6 @@ lose finished work or produce a silent wrong result."""
 
 import json
 import math
-import os
-import pathlib
 import random
 import signal
 import socket
@@ -13,7 +11,6 @@ import sys
 import time
 import warnings
 
-import jax
 import numpy as np
 import pytest
 from ml_collections import config_dict

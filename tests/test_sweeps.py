@@ -2,10 +2,8 @@
 summaries, figures and the W&B export."""
 
 import csv
-import os
 import sys
 
-import jax
 import numpy as np
 import pytest
 import yaml

@@ -4,7 +4,6 @@ AE vs VAE side by side. PNG files (matplotlib, no display needed).
 
 from __future__ import annotations
 
-import os
 import pathlib
 from typing import Sequence
 
