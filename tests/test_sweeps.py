@@ -88,6 +88,12 @@ def test_seeds_option_adds_replicates_and_their_mean(tmp_path, capsys):
   assert reused.is_symlink() and reused.resolve() == (wd / "beta=0.5").resolve()
   assert (reused / "metrics.jsonl").read_text() == one_seed  # not trained again
   assert not (wd / "beta=2,seed=0").is_symlink()  # another learning rate: trained anew
+  # A member resumes under another seed count (its seed is its own), not under another seed.
+  workdir.check_resumable(wd / "beta=0.5,seed=1",
+                          sweeps.apply_overrides(config, {"beta": 0.5, "seed": 1, "num_seeds": 3}))
+  with pytest.raises(UserError, match="seed"):
+    workdir.check_resumable(wd / "beta=0.5,seed=1",
+                            sweeps.apply_overrides(config, {"beta": 0.5, "seed": 2}))
   assert workdir.read_results(wd / "beta=2,seed=0")["members_trained_together"] == 3
   assert [p for p, _ in workdir.find_runs(wd)].count(wd / "beta=0.5") == 1
   assert len(workdir.find_runs(wd)) == 5  # beta=0.5 once, beta=2 (one seed) and three new

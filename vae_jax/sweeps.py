@@ -140,29 +140,25 @@ def reuse_one_seed_runs(workdir: pathlib.Path, sweep: Sweep, members) -> list[st
 
   A one-seed run of the sweep left member `name` in DIR/<name>/; with `num_seeds` > 1 the same
   member trained with that seed is called `<name>,seed=<s>`. Where DIR/<name>/ is finished and
-  its saved config is `members`' one for that seed (the seed count aside), DIR/<name>,seed=<s>
-  becomes a link to it and is skipped as finished. Returns one message per link made.
+  holds that member's run (`workdir.check_resumable` accepts it), DIR/<name>,seed=<s> becomes a
+  link to it and is skipped as finished. Returns one message per link made.
   """
   by_name = {n: c for n, _, c in members}
   made = []
   for name, overrides in named_members(sweep):
     base = workdir / name
-    try:
-      saved = json.loads((base / "config.json").read_text())["config"]
-      seeded = _seeded_name(sweep, name, {**overrides, "seed": saved["seed"]})
-    except (OSError, ValueError, KeyError, TypeError):
-      continue  # no finished one-seed run there (or not one this can read): train as usual
-    link = workdir / seeded
-    if base.is_symlink() or seeded not in by_name or link.exists() or link.is_symlink():
+    if base.is_symlink() or not base.is_dir():
       continue
     try:
+      seeded = _seeded_name(sweep, name, {**overrides, "seed": workdir_lib.read_config(base).seed})
+      link = workdir / seeded
+      if seeded not in by_name or link.exists() or link.is_symlink():
+        continue
+      workdir_lib.check_resumable(base, by_name[seeded])  # the same run, or UserError
       if not workdir_lib.is_finished(base, by_name[seeded]):
         continue
-    except workdir_lib.DamagedFile:
-      continue
-    diffs = workdir_lib.config_differences(saved, workdir_lib.resolved_config(by_name[seeded]))
-    if [d for d in diffs if d != "num_seeds"]:
-      continue
+    except UserError:
+      continue  # no run there, a damaged one, or another config: train the member as usual
     try:
       os.symlink(name, link, target_is_directory=True)
     except OSError as e:  # a filesystem without links: train it again instead
@@ -216,8 +212,9 @@ def run_sweep(config, sweep: Sweep, workdir: str | os.PathLike, *,
   if config.num_seeds > 1:
     reused = hosts.main_first(lambda: reuse_one_seed_runs(workdir, sweep, chosen),
                               "link the sweep's one-seed runs", others_too=False, share=True)
-    for line in reused if jax.process_index() == 0 else []:
-      print(line)
+    if jax.process_index() == 0:
+      for line in reused:
+        print(line)
   todo = [m for m in chosen if not workdir_lib.is_finished(workdir / m[0], m[2])]
   for name, _, c in chosen:
     if workdir_lib.is_finished(workdir / name, c) and jax.process_index() == 0:

@@ -37,6 +37,9 @@ RESUMABLE_CHANGES = ("num_epochs", "eval_every_epochs", "checkpoint_every_epochs
                      "keep_checkpoints", "num_plot_images", "write_figures", "eval_batch_size", "eval_nll_k",
                      "kl_decomposition_points", "eval_disentanglement",
                      "disentanglement_sample_scale", "wandb.",
+                     # a sweep member's seed is in its own config; how many seeds the sweep
+                     # has changes nothing the member computes (sweeps.expand)
+                     "num_seeds",
                      # how, not what: the same function to float rounding (vae_jax/convolutions.py)
                      "model.conv_lowering",
                      # where the same data lives on this machine (a workdir moved CPU -> GPU)
