@@ -117,7 +117,8 @@ def test_decomposition_over_a_dataset_is_the_brute_force_one():
   # Padding rows with mask 0 must not count as mixture components.
   padded = lambda a, v: np.concatenate([a, np.full((2, z_dim), v)])
   got = kd.decompose_over_dataset(jnp.asarray(padded(mean, 0.0)), jnp.asarray(padded(logvar, 5.0)),
-                                  jnp.asarray(eps), jnp.asarray(np.r_[mask, 0, 0]), chunk=2)
+                                  jnp.asarray(eps), jnp.asarray(np.r_[mask, 0, 0]), np.arange(p),
+                                  chunk=2)
   z = mean[:p] + np.exp(0.5 * logvar[:p]) * eps
   normal = lambda x, m, lv: np.exp(-0.5 * ((x - m) ** 2 / np.exp(lv) + lv + np.log(2 * np.pi)))
   dens = normal(z[:, None, :], mean[None], logvar[None])  # (p, n, Z)
@@ -141,12 +142,12 @@ def test_factorised_aggregate_posterior_has_no_total_correlation():
   logvar = np.full_like(mean, np.log(0.3**2))
   eps = np.random.default_rng(1).normal(size=(len(mean), 2))
   got = kd.decompose_over_dataset(jnp.asarray(mean), jnp.asarray(logvar), jnp.asarray(eps),
-                                  jnp.ones(len(mean)))
+                                  jnp.ones(len(mean)), np.arange(len(mean)))
   assert abs(float(got["total_correlation"])) < 0.05
   # Perfectly correlated means (a diagonal line) carry total correlation.
   line = np.stack([g, g], 1).repeat(12, 0)
   got = kd.decompose_over_dataset(jnp.asarray(line), jnp.asarray(logvar), jnp.asarray(eps),
-                                  jnp.ones(len(line)))
+                                  jnp.ones(len(line)), np.arange(len(line)))
   assert float(got["total_correlation"]) > 0.5
 
 

@@ -221,14 +221,17 @@ def build_kl_decomposition(*, graphdef, rest, config, image_shape, num_members: 
 
   q(z) is the test split's own aggregate posterior, (1/N) sum_n q(z|x_n) over its N real
   images, evaluated exactly (`objectives.kl_decomposition.decompose_over_dataset`) at one
-  sample of z for each of the first `num_points` test images; the three terms sum to that
+  sample of z for each of `num_points` test images, a fixed random subset of the split
+  (`kl_decomposition.evaluation_points`: never its first images, since a factor dataset's test
+  split is ordered by its factors); the three terms sum to that
   sample's Monte Carlo estimate of the average KL. Full float32 matmul precision. VAEs with one
   stochastic layer only (a two-layer model's p(z1|z2) is no fixed prior).
   """
   from vae_jax.objectives import kl_decomposition  # pylint: disable=g-import-not-at-top
   M = num_members
   Z = config.model.latent_dim
-  P = min(num_points, num_test)  # the first P test images are real (padding comes last)
+  points = jnp.asarray(kl_decomposition.evaluation_points(num_test, num_points))  # real rows
+  P = len(points)
 
   def member(p, images, mask, key):
     model = nnx.merge(graphdef, p, rest)
@@ -236,7 +239,7 @@ def build_kl_decomposition(*, graphdef, rest, config, image_shape, num_members: 
     mean, logvar = jax.lax.map(lambda b: model.encode(b.astype(jnp.float32) / 255.0), x)
     mean, logvar = mean.reshape(-1, Z), logvar.reshape(-1, Z)
     eps = jax.random.normal(key, (P, Z))
-    return kl_decomposition.decompose_over_dataset(mean, logvar, eps, mask)
+    return kl_decomposition.decompose_over_dataset(mean, logvar, eps, mask, points)
 
   def kl_decomposition_fn(params, images, mask, seeds_M):
     keys = jax.vmap(rng.kl_decomposition_key)(seeds_M)

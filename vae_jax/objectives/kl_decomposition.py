@@ -35,7 +35,7 @@ way from the one-dimensional posteriors and the logs are summed.
 
 For evaluation no estimator is needed: `decompose_over_dataset` evaluates q(z) and its
 marginals against every posterior of a finite set (the test split), exactly, at one sample per
-point of a subset; the training loop logs it as test/index_code_mi, test/total_correlation and
+point of a fixed random subset (`evaluation_points`); the training loop logs it as test/index_code_mi, test/total_correlation and
 test/dimwise_kl. All functions are pure JAX
 (`log_qz_estimates` and `decompose` are jitted with `dataset_size` and `estimator` static;
 `log_qz_terms` is the un-jitted body that the β-TCVAE objective, `beta_tcvae.py`, calls).
@@ -48,6 +48,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 ESTIMATORS = ("mss", "mws")
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -150,13 +151,23 @@ def dataset_log_qz(z_PxZ, mean_NxZ, logvar_NxZ, mask_N, *, chunk: int = 100):
   return log_qz.reshape(-1)[:p], log_prod.reshape(-1)[:p]
 
 
-def decompose_over_dataset(mean_NxZ, logvar_NxZ, eps_PxZ, mask_N, *, chunk: int = 100):
+def evaluation_points(num_real: int, num_points: int, seed: int = 0) -> np.ndarray:
+  """The rows of a finite set at which `decompose_over_dataset` samples z: all `num_real` rows
+  when num_points >= num_real, else a fixed uniform random subset of `num_points` of them
+  (sorted; the same for every run and evaluation). Never the first rows: a test split ordered
+  by its factors (dSprites') would score a corner of q(z), e.g. only its smallest squares."""
+  if num_points >= num_real:
+    return np.arange(num_real)
+  return np.sort(np.random.default_rng(seed).choice(num_real, num_points, replace=False))
+
+
+def decompose_over_dataset(mean_NxZ, logvar_NxZ, eps_PxZ, mask_N, points_P, *, chunk: int = 100):
   """The KL decomposition of a finite dataset's aggregate posterior, from one sample of z at
-  each of its first P rows (z_i = mean_i + sigma_i eps_i; those rows must be real, mask 1):
-  means over the P points of index_code_mi, total_correlation and dimwise_kl, which sum to
-  their kl = mean[log q(z_i|x_i) - log p(z_i)], the Monte Carlo estimate of the average KL."""
-  p = eps_PxZ.shape[0]
-  mean_p, logvar_p = mean_NxZ[:p], logvar_NxZ[:p]
+  each of the P rows `points_P` (z_i = mean_i + sigma_i eps_i; the rows must be real, mask 1;
+  `evaluation_points` picks them): means over the P points of index_code_mi, total_correlation
+  and dimwise_kl, which sum to their kl = mean[log q(z_i|x_i) - log p(z_i)], the Monte Carlo
+  estimate of the average KL. q(z) is always the whole set's."""
+  mean_p, logvar_p = mean_NxZ[points_P], logvar_NxZ[points_P]
   z = mean_p + jnp.exp(0.5 * logvar_p) * eps_PxZ
   log_qzx = jnp.sum(gaussian_log_density(z, mean_p, logvar_p), -1)
   log_pz = jnp.sum(gaussian_log_density(z, 0.0, 0.0), -1)
