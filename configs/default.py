@@ -72,6 +72,9 @@ def get_config() -> config_dict.ConfigDict:
   c.model.architecture = "mlp"  # "mlp" or "conv" (stride-2 convolutions, transposed back up).
   c.model.latent_dim = 20  # Size of z (of z1, the layer the decoder reads, with two layers).
   c.model.hidden_sizes = (400,)  # MLP hidden widths, encoder order; the decoder mirrors them.
+  # The decoder's own hidden widths, from z up, when they do not mirror hidden_sizes (Chen et
+  # al.'s dSprites MLP: encoder 1200-1200, decoder 1200-1200-1200); unset = the mirror.
+  c.model.decoder_hidden_sizes = config_dict.placeholder(tuple)
   c.model.conv_channels = (32, 64)  # "conv": channels of each stride-2 layer (depth = length).
   c.model.kernel_size = 4  # "conv": square kernel size of every (transposed) convolution.
   # "conv": how the convolutions are computed, never what: "xla" (lax.conv_*, cuDNN on GPUs),
@@ -79,7 +82,10 @@ def get_config() -> config_dict.ConfigDict:
   # "matmul" on the CPU for an even kernel, where XLA's own are several times slower, else
   # "xla". Results agree to float rounding, so it may change when a run resumes.
   c.model.conv_lowering = "auto"
-  c.model.activation = "relu"  # "relu", "tanh", "elu", "gelu" or "softplus".
+  c.model.activation = "relu"  # "relu", "tanh", "elu", "gelu", "softplus" or "leaky_relu".
+  # The decoder's activation when it differs from the encoder's (Chen et al.'s dSprites MLP:
+  # ReLU encoder, tanh decoder); unset = model.activation.
+  c.model.decoder_activation = config_dict.placeholder(str)
   c.model.likelihood = "bernoulli"  # Decoder p(x|z): "bernoulli", "gaussian" or "laplace".
   c.model.scale = 0.1  # Gaussian sigma / Laplace b (initial value when learned).
   c.model.learn_scale = False  # Learn one global log-scale for gaussian / laplace decoders.
@@ -119,7 +125,8 @@ def get_config() -> config_dict.ConfigDict:
   c.write_figures = True
   # Test images whose sample z is scored against the test split's aggregate posterior for
   # test/index_code_mi, test/total_correlation and test/dimwise_kl (Chen et al., 2018) at every
-  # evaluation (one-layer VAEs); 0 = off.
+  # evaluation (one-layer VAEs): a fixed random subset of the split, never its first images (a
+  # factor dataset's test split is ordered by its factors); 0 = off.
   c.kl_decomposition_points = 1000
   # disentanglement_lib's nine metrics (beta-VAE, FactorVAE, MIG, DCI x3, SAP, modularity,
   # explicitness) of the final posterior means, as disentanglement/* in results.json; needs a

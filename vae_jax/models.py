@@ -166,7 +166,9 @@ class AutoEncoder(nnx.Module):
 
   def __init__(self, *, kind: str, architecture: str, image_shape: Sequence[int], latent_dim: int,
                hidden_sizes: Sequence[int], activation: str, likelihood: str, scale: float,
-               learn_scale: bool, rngs: nnx.Rngs, conv_channels: Sequence[int] = (32, 64),
+               learn_scale: bool, rngs: nnx.Rngs, decoder_activation: str | None = None,
+               decoder_hidden_sizes: Sequence[int] | None = None,
+               conv_channels: Sequence[int] = (32, 64),
                kernel_size: int = 4, stochastic_layers: int = 1, top_latent_dim: int = 0,
                top_hidden_sizes: Sequence[int] = (), dtype: str = "float32",
                conv_lowering: str = "auto"):
@@ -184,8 +186,13 @@ class AutoEncoder(nnx.Module):
     compute = DTYPES[dtype]
     self.encoder = ENCODERS[architecture](image_shape, hidden_sizes, enc_out, activation,
                                           rngs=rngs, dtype=compute, **conv)
-    self.decoder = DECODERS[architecture](image_shape, hidden_sizes, latent_dim, activation,
-                                          rngs=rngs, dtype=compute, **conv)
+    # The decoders take widths in encoder order and mirror them; decoder_hidden_sizes is
+    # written from z up, so it is reversed here.
+    dec_hidden = (hidden_sizes if decoder_hidden_sizes is None
+                  else tuple(reversed(tuple(decoder_hidden_sizes))))
+    self.decoder = DECODERS[architecture](image_shape, dec_hidden, latent_dim,
+                                          decoder_activation or activation, rngs=rngs,
+                                          dtype=compute, **conv)
     log_scale = jnp.asarray(math.log(scale), jnp.float32)
     # A learned scale is a Param (trained, checkpointed); a fixed one is a constant Variable.
     self.log_scale = nnx.Param(log_scale) if learn_scale else nnx.Variable(log_scale)
@@ -235,7 +242,9 @@ def from_config(model_config, image_shape, rngs: nnx.Rngs, dtype: str = "float32
   m = model_config
   return AutoEncoder(kind=m.name, architecture=m.architecture, image_shape=tuple(image_shape),
                      latent_dim=m.latent_dim, hidden_sizes=tuple(m.hidden_sizes),
-                     activation=m.activation, likelihood=m.likelihood, scale=m.scale,
+                     activation=m.activation, decoder_activation=m.get("decoder_activation"),
+                     decoder_hidden_sizes=m.get("decoder_hidden_sizes"),
+                     likelihood=m.likelihood, scale=m.scale,
                      learn_scale=m.learn_scale, conv_channels=tuple(m.conv_channels),
                      kernel_size=m.kernel_size, stochastic_layers=m.stochastic_layers,
                      top_latent_dim=m.top_latent_dim, top_hidden_sizes=tuple(m.top_hidden_sizes),

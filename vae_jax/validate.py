@@ -26,6 +26,8 @@ def _check_model(config) -> None:
   _choice(config, "model.architecture", models.ENCODERS)
   _int(config, "model.latent_dim", 1)
   checks.positive_ints(config, "model.hidden_sizes", "(400,) or (512, 256)")
+  if config.model.decoder_hidden_sizes is not None:
+    checks.positive_ints(config, "model.decoder_hidden_sizes", "(1200, 1200, 1200)")
   checks.positive_ints(config, "model.conv_channels", "(32, 64)", allow_empty=False)
   _int(config, "model.kernel_size", 1)
   _choice(config, "model.conv_lowering", convolutions.LOWERINGS)
@@ -33,6 +35,8 @@ def _check_model(config) -> None:
     checks.fail("model.conv_lowering", "matmul", f"'xla' or 'auto' with the odd "
                 f"model.kernel_size={config.model.kernel_size} (\"matmul\" needs an even kernel)")
   _choice(config, "model.activation", models.ACTIVATIONS)
+  if config.model.decoder_activation is not None:
+    _choice(config, "model.decoder_activation", models.ACTIVATIONS)
   _choice(config, "model.likelihood", decoder_likelihoods.LIKELIHOODS)
   _float(config, "model.scale", 0.0, lo_open=True)
   checks.boolean(config, "model.learn_scale")

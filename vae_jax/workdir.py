@@ -45,7 +45,8 @@ RESUMABLE_CHANGES = ("num_epochs", "eval_every_epochs", "checkpoint_every_epochs
                      # where the same data lives on this machine (a workdir moved CPU -> GPU)
                      "data.manual_dir", "data.tfds_dir", "data.cache_dir")
 _TUPLE_FIELDS = (("model", "hidden_sizes"), ("model", "conv_channels"),
-                 ("model", "top_hidden_sizes"), ("data", "exclude_labels"))
+                 ("model", "top_hidden_sizes"), ("model", "decoder_hidden_sizes"),
+                 ("data", "exclude_labels"))
 _DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parent.parent / "configs" / "default.py"
 
 
@@ -174,7 +175,8 @@ def read_config(workdir) -> config_dict.ConfigDict:
         node = node.setdefault(section, {})
       node.setdefault(field, value)
     for section, field in _TUPLE_FIELDS:
-      d[section][field] = tuple(d[section][field])
+      if d[section].get(field) is not None:  # None: an unset optional field (or an old run)
+        d[section][field] = tuple(d[section][field])
   except (ValueError, KeyError, TypeError, AttributeError):
     raise UserError(f"{path} is not a run's config.json (no 'config' with a 'model')") from None
   return config_dict.ConfigDict(d)
