@@ -215,6 +215,13 @@ def run_sweep(config, sweep: Sweep, workdir: str | os.PathLike, *,
     if jax.process_index() == 0:
       for line in reused:
         print(line)
+  # A member's saved config is checked before it counts as finished: a finished member must
+  # not answer for a changed config (the same refusal an unfinished one gets).
+  # (With --allow_config_change the user vouches for the config; the member's own launch
+  # then deals with a damaged config.json, under its lock.)
+  if not allow_config_change:
+    for name, _, c in chosen:
+      workdir_lib.check_resumable(workdir / name, c)
   todo = [m for m in chosen if not workdir_lib.is_finished(workdir / m[0], m[2])]
   for name, _, c in chosen:
     if workdir_lib.is_finished(workdir / name, c) and jax.process_index() == 0:

@@ -206,10 +206,11 @@ def _train_group(members: Sequence[_Member], *, stop: _StopRequests,
   # Setup ------------------------------------------------------------------------------
   cfg0 = members[0].config
   is_main = jax.process_index() == 0
-  if all(workdir_lib.is_finished(m.workdir, m.config) for m in members):
-    return [finish.report_finished(m.workdir, m.config, is_main) for m in members]
+  # The config first: a finished run must not answer for a config it was not trained with.
   for m in members:
     workdir_lib.check_resumable(m.workdir, m.config, allow_config_change)
+  if all(workdir_lib.is_finished(m.workdir, m.config) for m in members):
+    return [finish.report_finished(m.workdir, m.config, is_main) for m in members]
 
   ds = dataset if dataset is not None else load_dataset(cfg0.data)
   mesh = make_mesh()
