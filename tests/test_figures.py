@@ -159,3 +159,113 @@ def test_disentanglement_against_beta_figure(tmp_path):
   assert _is_png(tmp_path / "d.png")
   with pytest.raises(ValueError, match="no rows"):
     sweep_figures.plot_metrics_against([{"beta": 1.0}], tmp_path / "e.png")
+
+
+# --------------------------------------------------------------------------------------------
+# Latent traversals: rows labelled with the factor each unit carries, and the animated GIF.
+
+
+def test_normalised_mi_names_the_factor_a_unit_copies():
+  from vae_jax.analysis import factors as factors_lib
+  from vae_jax.figures import traversals
+  rng = np.random.default_rng(0)
+  f = np.stack([rng.integers(0, 3, 5000), rng.integers(0, 8, 5000)], 1)
+  codes = np.stack([0.3 * f[:, 1] - 1.0,  # unit 0 copies factor 1 (scaled, shifted)
+                    rng.normal(size=5000),  # unit 1 carries nothing
+                    -2.0 * f[:, 0] + 0.01 * rng.normal(size=5000)], 1)  # unit 2: factor 0
+  mi = factors_lib.normalised_unit_factor_mi(codes, f)
+  assert mi.shape == (3, 2) and (mi >= 0).all() and (mi <= 1 + 1e-9).all()
+  assert mi[0, 1] == pytest.approx(1.0) and mi[0, 0] < 0.01 and mi[1].max() < 0.02
+  labels = traversals.factor_labels(mi, ("shape", "position_x"))
+  assert labels[0] == "position x 1.00 H"
+  assert labels[1] == traversals.NO_FACTOR
+  assert labels[2].startswith("shape ")
+
+
+def test_factor_labels_from_an_mi_matrix():
+  from vae_jax.figures import traversals
+  mi = np.array([[0.10, 0.71, 0.0], [0.02, 0.04, 0.049], [0.30, 0.0, 0.05]])
+  assert traversals.factor_labels(mi, ("a", "label_x_position", "c")) == [
+      "x position 0.71 H", traversals.NO_FACTOR, "a 0.30 H"]
+  kl = np.array([2.5, 0.3, 0.001])
+  # Data without factors: the labels as before, no factor named.
+  assert traversals.row_labels([0, 2], kl) == ["z0  KL 2.50", "z2  KL 0.00"]
+  per_unit = traversals.factor_labels(mi, ("a", "b", "c"))
+  assert traversals.row_labels([0, 1, 2], kl, "KL", per_unit) == [
+      "z0 · b 0.71 H\nKL 2.50", "z1 · no factor\nKL 0.30", "z2 · unused\nKL 0.00"]
+  assert traversals.bounce(5) == [0, 1, 2, 3, 4, 3, 2, 1] and traversals.bounce(1) == [0]
+
+
+def _factor_dataset(sizes=(3, 4), repeats=4):
+  """A two-factor dataset (every combination `repeats` times): factor 0 is a bar's row, factor
+  1 its column."""
+  import itertools
+  from vae_jax import data as data_lib
+  f = np.array(list(itertools.product(*[range(s) for s in sizes])) * repeats, np.int32)
+  images = np.zeros((len(f), 8, 8, 1), np.uint8)
+  for i, (a, b) in enumerate(f):
+    images[i, 2 * a:2 * a + 2, 2 * b:2 * b + 2] = 255
+  return data_lib.Dataset("grid", "static", images, f, images[:12], f[:12], ("row", "column"),
+                          sizes)
+
+
+def test_unit_factor_information_of_a_model():
+  from vae_jax.analysis import factors as factors_lib
+  ds = _factor_dataset()
+  model = models.AutoEncoder(kind="vae", architecture="mlp", image_shape=(8, 8, 1), latent_dim=3,
+                             hidden_sizes=(8,), activation="tanh", likelihood="bernoulli",
+                             scale=1.0, learn_scale=False, rngs=nnx.Rngs(0))
+  mi, names = factors_lib.unit_factor_information(model, ds, num_points=30, seed=1)
+  assert mi.shape == (3, 2) and names == ("row", "column")
+  assert np.isfinite(mi).all() and (mi >= 0).all() and (mi <= 1 + 1e-9).all()
+  again, _ = factors_lib.unit_factor_information(model, ds, num_points=30, seed=1)
+  np.testing.assert_array_equal(mi, again)  # a fixed subset
+
+
+def test_traversals_write_an_animated_gif(tmp_path):
+  from PIL import Image
+  from vae_jax.figures import traversals
+  model, (images, _) = _tiny("vae", latent_dim=3), _data()
+  info = (np.array([[0.9, 0.0], [0.01, 0.02], [0.0, 0.4]]), ("shape", "position_x"))
+  png = traversals.save_traversals(tmp_path / "traversals.png", model, images[0],
+                                   np.array([1.0, 0.5, 0.2]), steps=5, unit_factor_info=info)
+  assert png.endswith("traversals.png") and _is_png(tmp_path / "traversals.png")
+  with Image.open(tmp_path / "traversals.gif") as gif:
+    assert gif.format == "GIF" and gif.is_animated
+    assert gif.n_frames == 8  # 5 steps forth, 3 back
+    assert gif.info.get("loop") == 0  # loops forever
+    assert gif.size[0] <= 3 * 200 and gif.size[1] <= 300
+  traversals.save_traversals(tmp_path / "no_gif.png", model, images[0], np.ones(3), steps=5,
+                             gif=False)
+  assert not (tmp_path / "no_gif.gif").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind,layers,factors", [("vae", 1, False), ("vae", 1, True),
+                                                 ("vae", 2, False), ("ae", 1, True)])
+def test_run_figures_label_traversals_with_factors_only(tmp_path, monkeypatch, kind, layers,
+                                                        factors):
+  from tests import helpers
+  from vae_jax import finish
+  from vae_jax.analysis import factors as factors_lib
+  from vae_jax.figures import traversals
+  ds = _factor_dataset() if factors else helpers.fake_dataset(shape=(8, 8, 1))
+  config = helpers.tiny_config(**{"model.name": kind, "model.stochastic_layers": layers,
+                                  "model.top_latent_dim": 2, "model.top_hidden_sizes": (8,),
+                                  "model.hidden_sizes": (8,), "model.latent_dim": 3})
+  model = models.from_config(config.model, ds.image_shape, nnx.Rngs(0))
+  calls, labels = [], []
+  real_info, real_grid = factors_lib.unit_factor_information, traversals.save_grid
+  monkeypatch.setattr(factors_lib, "unit_factor_information",
+                      lambda *a, **k: calls.append(1) or real_info(*a, **k))
+  monkeypatch.setattr(traversals, "save_grid",
+                      lambda *a, **k: labels.extend(a[4]) or real_grid(*a, **k))
+  paths = finish.run_figures(config, tmp_path, model, ds)
+  if kind == "ae":  # no prior to sweep: no traversals, as before
+    assert "traversals" not in paths and not (tmp_path / "traversals.gif").exists() and not calls
+    return
+  assert _is_png(tmp_path / "traversals.png") and (tmp_path / "traversals.gif").stat().st_size
+  assert len(labels) == 3 and len(calls) == int(factors)
+  assert all(("·" in t) == factors for t in labels), labels
+  score = "KL" if layers == 1 else "var"
+  assert all(f"{score} " in t.split("\n")[-1] for t in labels), labels

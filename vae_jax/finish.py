@@ -76,7 +76,10 @@ def finish_member(config, workdir: pathlib.Path, writer, *, failed: str | None, 
 
 def run_figures(config, workdir, model, ds) -> dict[str, str]:
   """Reconstructions, samples and latents (and the manifold, in 2-D; the latent traversals, for
-  a VAE) of the finished model, as PNGs in its workdir; returns {name: path}."""
+  a VAE) of the finished model, as PNGs in its workdir; returns {name: path}. The traversals
+  are also written animated, traversals.gif beside traversals.png (not in the returned PNGs);
+  on data with ground-truth factors their rows name the factor each unit carries
+  (`analysis.factors.unit_factor_information`)."""
   from vae_jax import figures, latents  # pylint: disable=g-import-not-at-top
   workdir = pathlib.Path(workdir)
   n = config.num_plot_images
@@ -95,11 +98,14 @@ def run_figures(config, workdir, model, ds) -> dict[str, str]:
     stats = marginal_likelihood.posterior_stats(model, ds.test_images)
     score, name = ((stats["kl_per_dim"], "KL") if "kl_per_dim" in stats
                    else (stats["mean_variance"], "var"))
+    info = None  # which ground-truth factor each unit carries (not for one class label)
+    if len(ds.factor_sizes) > 1:
+      from vae_jax.analysis import factors  # pylint: disable=g-import-not-at-top
+      info = factors.unit_factor_information(model, ds)
     paths["traversals"] = traversals.save_traversals(workdir / "traversals.png", model,
                                                      ds.test_images[0], score, score_name=name,
-                                                     max_units=24)
-    if len(ds.factor_sizes) > 1:  # ground-truth factors: how each moves the latents
-      from vae_jax.analysis import factors  # pylint: disable=g-import-not-at-top
+                                                     max_units=24, unit_factor_info=info)
+    if info is not None:  # how each factor moves the latents
       paths["factor_traversals"] = traversals.save_factor_traversals(
           workdir / "factor_traversals.png", model, factors.factor_traversal_images(ds), score)
   return paths

@@ -65,3 +65,27 @@ def factor_traversal_images(ds, base_index: int = 0) -> dict:
     if (rows >= 0).all():
       out[name] = (np.arange(size), ds.images("train", rows))
   return out
+
+
+def normalised_unit_factor_mi(codes_NxZ, factors_NxF, num_bins: int = 20) -> np.ndarray:
+  """(Z, F) mutual information between each code unit and each factor, as a share of the
+  factor's entropy: disentanglement_lib's MIG inputs (each unit binned into `num_bins`
+  equal-width bins, plug-in MI in nats) divided by H(factor). A constant factor (H = 0) gets 0."""
+  factors_NxF = np.asarray(factors_NxF).reshape(len(factors_NxF), -1)
+  mi_ZxF = disentanglement.discrete_mutual_info(
+      disentanglement.histogram_discretize(codes_NxZ, num_bins), factors_NxF)
+  entropy_F = disentanglement.discrete_entropy(factors_NxF)
+  return np.divide(mi_ZxF, entropy_F, out=np.zeros_like(mi_ZxF), where=entropy_F > 0)
+
+
+def unit_factor_information(model, ds, num_points: int = 10000, seed: int = 0,
+                            num_bins: int = 20) -> tuple[np.ndarray, tuple[str, ...]]:
+  """(Z, F) normalised unit-factor MI (`normalised_unit_factor_mi`) of the posterior means
+  of `num_points` training images drawn with a fixed numpy seed (all of them when the split is
+  smaller), and the factors' names: which ground-truth factor each latent unit carries (for
+  the row labels of `figures.traversals.save_traversals`)."""
+  factors = ds.factors("train")
+  n = min(num_points, len(factors))
+  rows = np.sort(np.random.default_rng(seed).choice(len(factors), n, replace=False))
+  codes = latents.encode_means(model, ds.images("train", rows))
+  return normalised_unit_factor_mi(codes, factors[rows], num_bins), tuple(ds.factor_names)
