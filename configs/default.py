@@ -97,8 +97,32 @@ def get_config() -> config_dict.ConfigDict:
   c.model.top_hidden_sizes = (100, 100)  # Widths z1 -> z2 in q; mirrored z2 -> z1 in p.
 
   c.data = config_dict.ConfigDict()
-  c.data.name = "mnist"  # Any TFDS image dataset with `image` and `label` features.
-  c.data.binarization = "dynamic"  # "dynamic" (fresh Bernoulli draw), "static" (>0.5) or "none".
+  # Where the images come from: a TFDS name ("mnist", "celeb_a", any dataset with an `image`
+  # feature), "dsprites" (built in), "folder:PATH" (PNG / JPEG files; one sub-folder per class
+  # when labelled; train/ and test/ sub-folders for fixed splits) or "npz:PATH" (a .npz or
+  # .npy of uint8 or [0, 1] float images, (N, H, W) or (N, H, W, C); optional labels).
+  c.data.name = "mnist"
+  # "dynamic" (fresh Bernoulli draw), "static" (>0.5) or "none" (grey levels / colours in [0, 1],
+  # for the "gaussian" and "laplace" decoders: natural images such as faces).
+  c.data.binarization = "dynamic"
+  # Preprocessing, applied once when a split is prepared (cached with it): crop, resize, colour.
+  # crop: () none; (size,) a centred square; (height, width) a centred box; (top, left,
+  # height, width) a box. resize: () keep; (size,) or (height, width), Pillow's antialiased
+  # bilinear. color: "keep", "grey" (ITU-R 601 luma) or "rgb" (grey repeated).
+  c.data.crop = ()
+  c.data.resize = ()
+  c.data.color = "keep"
+  # TFDS: the class features that label the images, e.g. ("label_shape",) or, nested, celeb_a's
+  # ("attributes/Smiling",) (a bool is two classes); () = none (unlabelled); unset = `label`,
+  # else every label_* feature, else none.
+  c.data.label_features = config_dict.placeholder(tuple)
+  # folder:/npz: labels kept apart from the images: for a folder a CSV (header row; each image's
+  # path inside the folder, then one integer column per factor); for a .npy of images a .npy
+  # of integers, (N,) or (N, F). Unset = the class sub-folders / the .npz's own labels.
+  c.data.label_file = config_dict.placeholder(str)
+  # folder:/npz: without their own test split: this share of the images (a fixed random subset)
+  # is held out as the test split.
+  c.data.test_fraction = 0.1
   # Denoising: corrupt the encoder's input only (the loss still targets the clean image):
   # "none", "gaussian" (+ N(0, level^2), clipped), "salt_and_pepper" or "mask" (pixels hit
   # with probability level).

@@ -131,3 +131,43 @@ def write_fake_dsprites(folder, sizes=(3, 2, 2, 4, 4)):
   np.savez(pathlib.Path(folder) / dsprites.RELEASED_FILENAME, imgs=images[..., 0] // 255,
            latents_classes=classes, latents_values=values)
   return images, factors
+
+
+def write_image_folder(root, n, shape=(12, 10, 3), classes=(), suffix=".png", seed=0):
+  """`n` random images of `shape` (H, W, C) as files in `root` (in class sub-folders, round
+  robin, when `classes` are given). Returns {path inside root: uint8 (H, W, C) as written}."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  root = pathlib.Path(root)
+  written = {}
+  for i in range(n):
+    sub = classes[i % len(classes)] if classes else ""
+    (root / sub).mkdir(parents=True, exist_ok=True)
+    x = rng.integers(0, 256, shape, dtype=np.uint8)
+    rel = f"{sub}/{i:04d}{suffix}" if sub else f"{i:04d}{suffix}"
+    Image.fromarray(x[..., 0] if shape[-1] == 1 else x).save(root / rel)
+    written[rel] = x
+  return written
+
+
+def write_celeba_like(root, n=96, seed=0):
+  """`n` JPEGs laid out as CelebA's aligned images (root/000001.jpg, ...: 178 wide, 218 high,
+  RGB): a face-like ellipse with eyes and a mouth on a plain background, varying in position,
+  size, skin and background colour, so that a model has something to learn."""
+  from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  root = pathlib.Path(root)
+  root.mkdir(parents=True, exist_ok=True)
+  for i in range(n):
+    img = Image.new("RGB", (178, 218), tuple(int(v) for v in rng.integers(30, 220, 3)))
+    d = ImageDraw.Draw(img)
+    cx, cy = 89 + rng.integers(-12, 13), 115 + rng.integers(-12, 13)
+    rx, ry = rng.integers(38, 55), rng.integers(50, 70)
+    skin = tuple(int(v) for v in np.array([225, 180, 150]) * rng.uniform(0.55, 1.1))
+    d.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=tuple(min(v, 255) for v in skin))
+    for ex in (cx - rx // 2, cx + rx // 2):
+      d.ellipse((ex - 6, cy - 18, ex + 6, cy - 8), fill=(40, 30, 30))
+    w = int(rng.integers(10, 25))
+    d.rectangle((cx - w, cy + 28, cx + w, cy + 28 + int(rng.integers(3, 10))), fill=(150, 50, 60))
+    img.save(root / f"{i + 1:06d}.jpg", quality=90)
+  return str(root)

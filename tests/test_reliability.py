@@ -189,7 +189,9 @@ _BAD = {
     float: ["x", None, [0.1], float("nan"), float("inf"), -1.0, "1e-3"],
     bool: [1, "yes", None, 0.0],
     str: ["definitely_not_a_choice", 3, None, ""],
-    "optional_str": [3, "", [1], 2.5],
+    # unset fields: optional strings, and optional tuples (of ints or of names), for which
+    # [1] would be a valid value
+    "optional_str": [3, "", [1.5], 2.5],
     tuple: ["400", 400, (1.5,), (-5,), ("a",)],
 }
 _FREE_STRINGS = {"data.name", "wandb.project"}  # any non-empty string is allowed

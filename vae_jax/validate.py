@@ -13,7 +13,8 @@ import numbers
 from ml_collections import config_dict
 
 from vae_jax import checks, convolutions, decoder_likelihoods, models, objectives, optim
-from vae_jax.data import BINARIZATIONS
+from vae_jax import data as data_lib
+from vae_jax.data import BINARIZATIONS, arrays, local, preprocess
 from vae_jax.data.corruption import CORRUPTIONS
 
 WANDB_MODES = ("offline", "online", "disabled")
@@ -61,14 +62,46 @@ def _check_model(config) -> None:
 
 def _check_data(config) -> None:
   checks.optional_string(config, "data.name")
-  if not isinstance(config.data.name, str):
-    checks.fail("data.name", config.data.name, "a TFDS dataset name such as 'mnist' or "
-                "'fashion_mnist'")
+  name = config.data.name
+  if not isinstance(name, str):
+    checks.fail("data.name", name, "a TFDS dataset name such as 'mnist' or 'celeb_a', "
+                "'folder:PATH' or 'npz:PATH'")
+  source = data_lib.source_of(name)
+  if source in data_lib.SOURCES and not local.path_of(name):
+    checks.fail("data.name", name, f"'{source}:PATH' with a path")
+  if source == "npz" and not name.endswith(arrays.SUFFIXES):
+    checks.fail("data.name", name, "'npz:PATH' with PATH a .npz or .npy file")
   _choice(config, "data.binarization", BINARIZATIONS)
+  preprocess.check_config(config)
+  prep = preprocess.Preprocessing.from_config(config.data)
+  for field, default in (("crop", ()), ("resize", ()), ("color", "keep")):
+    if source == "builtin" and getattr(prep, field) != default:
+      checks.fail(f"data.{field}", getattr(prep, field), f"{default!r} for the built-in "
+                  f"{name!r} (use 'tfds:{name}' to preprocess its images)")
+  features = checks.get(config, "data.label_features")
+  if features is not None and (not isinstance(features, (tuple, list)) or any(
+      not isinstance(f, str) or not f for f in features)):
+    checks.fail("data.label_features", features, "unset, or a tuple of TFDS feature names such "
+                "as ('label_shape',) or ('attributes/Smiling',), or () for no labels")
+  if features is not None and source != "tfds":
+    checks.fail("data.label_features", tuple(features), f"unset for {name!r} (it names TFDS "
+                "features; a folder is labelled by its sub-folders or data.label_file)")
+  checks.optional_string(config, "data.label_file")
+  label_file = config.data.label_file
+  if label_file is not None:
+    wanted = {"folder": ".csv", "npz": ".npy"}.get(source)
+    if wanted is None:
+      checks.fail("data.label_file", label_file, f"unset for {name!r} (label files label "
+                  "folder: and npz: sources)")
+    if not label_file.endswith(wanted):
+      checks.fail("data.label_file", label_file, f"a {wanted} file for a {source}: source")
+  _float(config, "data.test_fraction", 0.0, 1.0, lo_open=True)
+  if config.data.test_fraction >= 1.0:
+    checks.fail("data.test_fraction", config.data.test_fraction, "a number > 0 and < 1")
   if config.model.likelihood == "bernoulli" and config.data.binarization == "none":
     checks.fail("data.binarization", "none",
-                "'dynamic' or 'static' with model.likelihood='bernoulli' (grayscale pixels "
-                "need 'gaussian' or 'laplace' for a proper likelihood)")
+                "'dynamic' or 'static' with model.likelihood='bernoulli' (grey levels and "
+                "colours in [0, 1] need 'gaussian' or 'laplace' for a proper likelihood)")
   _choice(config, "data.corruption", CORRUPTIONS)
   if config.data.corruption == "gaussian":
     _float(config, "data.corruption_level", 0.0)
@@ -84,6 +117,11 @@ def _check_data(config) -> None:
                 "or (3,)")
   for f in ("data.manual_dir", "data.tfds_dir", "data.cache_dir"):
     checks.optional_string(config, f)
+  # Known without preparing the data for a folder, an array file or a prepared TFDS split.
+  disentangle = checks.get(config, "eval_disentanglement") is True
+  if disentangle and data_lib.has_labels(config.data) is False:
+    checks.fail("eval_disentanglement", True, f"False for {name!r}: its images have no labels, "
+                "and the disentanglement metrics need ground-truth factors")
 
 
 def validate(config: config_dict.ConfigDict, num_devices: int = 1) -> None:

@@ -1,15 +1,24 @@
 """Datasets: whole splits as host uint8 arrays, labelled with their ground-truth factors.
 
-`load(config.data)` returns a `Dataset`. `config.data.name` is a built-in dataset
-(`BUILTIN`: "dsprites", rendered procedurally or read from the released file, `dsprites.py`)
-or any TFDS image dataset with `image` and `label` (or label_* factor) features (prepared once,
-cached as .npz: `tfds.py`; "tfds:dsprites" is TFDS's copy of dSprites). Pixel values stay uint8 (or bit-packed, for binary sets too large for the device
-as bytes) until a batch is gathered on device (`batches.py`), where they become the floats the
-model sees. `binarization` names what happens to the grey levels (`BINARIZATIONS`).
+`load(config.data)` returns a `Dataset`. `config.data.name` is
+  * a built-in dataset (`BUILTIN`: "dsprites", rendered procedurally or read from the
+    released file, `dsprites.py`);
+  * a user's images (`SOURCES`): "folder:PATH", a folder of PNG / JPEG files, with one
+    sub-folder per class when labelled (`image_folder.py`), or "npz:PATH", arrays in a .npz
+    or .npy file, with optional labels or a factor matrix (`arrays.py`);
+  * else any TFDS image dataset (`tfds.py`; "tfds:dsprites" is TFDS's copy of dSprites).
+The preprocessing of `config.data.crop`, `.resize` and `.color` (`preprocess.py`) is applied
+once, when a split is prepared, and the result cached as .npz under a name that includes it.
+Pixel values stay uint8 (or bit-packed, for binary sets too large for the device as bytes)
+until a batch is gathered on device (`batches.py`), where they become the floats the model
+sees. `binarization` names what happens to the grey levels (`BINARIZATIONS`).
 
 Labels are ground-truth factors: a vector of factor indices per image, (N, F), with the
 factors' names and sizes on the dataset; a classification dataset such as MNIST is the
-one-factor case, its labels kept as (N,) digits.
+one-factor case, its labels kept as (N,) digits. An unlabelled dataset (a folder of faces,
+TFDS's celeb_a) has no factors: `factor_names == ()`, `factors()` is (N, 0), and its label
+arrays are zeros (N,), one class, so that what colours or exports images by label needs no
+case of its own; what needs ground truth asks `labelled`.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ import dataclasses
 import numpy as np
 
 from vae_jax import rng
-from vae_jax.data import dsprites, tfds
+from vae_jax.data import arrays, dsprites, image_folder, tfds
 from vae_jax.data.paths import resolve_cache_dir, resolve_manual_dir, resolve_tfds_dir  # noqa: F401
 from vae_jax.errors import UserError
 
@@ -40,7 +49,8 @@ class Dataset:
 
   For "static" binarisation both splits hold {0, 255}; for "dynamic" the test split holds
   {0, 255} (binarised once) and the train split the raw grey levels. Labels are int32, (N,)
-  for one factor or (N, F); `factor_names` and `factor_sizes` describe their columns.
+  for one factor or (N, F); `factor_names` and `factor_sizes` describe their columns. An
+  unlabelled dataset has `factor_names == ()` and labels of zeros (N,) (module docstring).
   """
   name: str
   binarization: str
@@ -56,6 +66,11 @@ class Dataset:
   def image_shape(self) -> tuple[int, int, int]:
     return tuple(self.packed_shape or self.train_images.shape[1:])
 
+  @property
+  def labelled(self) -> bool:
+    """Whether the images carry ground-truth factors (a class label is one factor)."""
+    return len(self.factor_names) > 0
+
   def images(self, split: str, index=slice(None)) -> np.ndarray:
     """uint8 images (n, H, W, C) of a split (`index` picks rows), unpacked if need be."""
     if split == "test":
@@ -69,6 +84,8 @@ class Dataset:
   def factors(self, split: str) -> np.ndarray:
     """The split's labels as factor indices, always (N, F)."""
     labels = self.test_labels if split == "test" else self.train_labels
+    if not self.labelled:
+      return np.zeros((len(labels), 0), np.int32)
     return labels.reshape(len(labels), -1)
 
 
@@ -90,23 +107,52 @@ def _load_dsprites(data_config) -> Dataset:
                  packed_shape=dsprites.IMAGE_SHAPE)
 
 
-# Datasets that need no TFDS: name -> loader(config.data). Any other name is a TFDS dataset.
+# Datasets that need no TFDS: name -> loader(config.data).
 BUILTIN = {"dsprites": _load_dsprites}
+# A user's images: prefix of config.data.name ("folder:PATH") -> loader(config.data) returning
+# `local.Splits`. Any other name is a TFDS dataset.
+SOURCES = {"folder": image_folder.load, "npz": arrays.load}
+_HAS_LABELS = {"folder": image_folder.has_labels, "npz": arrays.has_labels}
+
+
+def source_of(name: str) -> str:
+  """"builtin", a key of `SOURCES` ("folder", "npz") or "tfds": where `name` is read from."""
+  if name in BUILTIN:
+    return "builtin"
+  prefix = name.split(":", 1)[0] if ":" in name else None
+  return prefix if prefix in SOURCES else "tfds"
+
+
+def has_labels(data_config) -> bool | None:
+  """Whether the dataset carries ground-truth factors, when that is known without preparing
+  it (a folder's layout, an array file's keys, a prepared TFDS split); None otherwise."""
+  source = source_of(data_config.name)
+  if source == "builtin":
+    return True
+  if source == "tfds":
+    return tfds.has_labels(data_config)
+  return _HAS_LABELS[source](data_config)
 
 
 def load(data_config) -> Dataset:
-  """Loads both splits of a built-in or TFDS dataset. For TFDS: applies the split-level part
-  of the binarisation and removes `data_config.exclude_labels` from the train split (the test
-  split stays whole)."""
-  if data_config.name in BUILTIN:
+  """Loads both splits of a built-in, folder, array or TFDS dataset. Except for a built-in one:
+  applies the split-level part of the binarisation and removes `data_config.exclude_labels`
+  from the train split (the test split stays whole)."""
+  source = source_of(data_config.name)
+  if source == "builtin":
     return BUILTIN[data_config.name](data_config)
-  train_x, train_y, names, sizes = tfds.load_split(data_config, "train")
-  test = tfds.load_split(data_config, "test")
-  if test is None:  # factor datasets (dsprites, shapes3d) have one split: a fixed subset tests
-    idx = np.random.default_rng(rng.TEST_SUBSET_SEED).permutation(len(train_x))[:10000]
-    test_x, test_y = train_x[np.sort(idx)], train_y[np.sort(idx)]
+  if source in SOURCES:
+    s = SOURCES[source](data_config)
+    train_x, train_y, test_x, test_y = s.train_images, s.train_labels, s.test_images, s.test_labels
+    names, sizes = s.factor_names, s.factor_sizes
   else:
-    test_x, test_y = test[:2]
+    train_x, train_y, names, sizes = tfds.load_split(data_config, "train")
+    test = tfds.load_split(data_config, "test")
+    if test is None:  # factor datasets (dsprites, shapes3d) have one split: a fixed subset tests
+      idx = np.random.default_rng(rng.TEST_SUBSET_SEED).permutation(len(train_x))[:10000]
+      test_x, test_y = train_x[np.sort(idx)], train_y[np.sort(idx)]
+    else:
+      test_x, test_y = test[:2]
   b = data_config.binarization
   if b == "static":
     train_x = np.where(train_x > 127, 255, 0).astype(np.uint8)
@@ -114,6 +160,9 @@ def load(data_config) -> Dataset:
   elif b == "dynamic":
     gen = np.random.default_rng(rng.TEST_BINARIZATION_SEED)
     test_x = np.where(gen.random(test_x.shape) < test_x / 255.0, 255, 0).astype(np.uint8)
+  if len(data_config.exclude_labels) and not names:
+    raise UserError(f"config.data.exclude_labels={tuple(data_config.exclude_labels)!r} is "
+                    f"invalid for {data_config.name!r}: expected () (its images have no labels)")
   if len(data_config.exclude_labels) and train_y.ndim > 1:
     raise UserError(f"config.data.exclude_labels={tuple(data_config.exclude_labels)!r} is "
                     f"invalid for {data_config.name!r}: expected () (its labels are "
@@ -122,7 +171,7 @@ def load(data_config) -> Dataset:
   if not len(train_y):
     raise UserError(f"config.data.exclude_labels={tuple(data_config.exclude_labels)!r} removes "
                     f"every training image of {data_config.name!r}")
-  if not sizes:
+  if names and not sizes:
     sizes = (int(max(train_y.max(initial=0), test_y.max(initial=0))) + 1,)
   return Dataset(data_config.name, b, train_x, train_y, test_x, test_y, names, sizes)
 

@@ -1,15 +1,21 @@
 """TFDS datasets: prepared once with TensorFlow Datasets, cached as .npz, read with NumPy.
 
-Labels are a classification dataset's `label` (one factor), or, for datasets with ground-truth
-factors such as TFDS's `dsprites` and `shapes3d`, every `label_*` class feature (sorted by
-name) as a vector of factor indices. A name may carry the prefix "tfds:" to pick TFDS over a
-built-in dataset of the same name (`tfds:dsprites`).
+Any TFDS dataset with an `image` feature. Labels are `config.data.label_features` when set
+(class features, or bool features as two classes, e.g. celeb_a's "attributes/Smiling"; ()
+for none), else a classification dataset's `label` (one factor), else, for datasets with
+ground-truth factors such as TFDS's `dsprites` and `shapes3d`, every `label_*` class feature
+(sorted by name) as a vector of factor indices; a dataset with none of them (celeb_a) is
+unlabelled. A name may carry the prefix "tfds:" to pick TFDS over a built-in dataset of the
+same name (`tfds:dsprites`).
 
-TensorFlow is imported only in `_prepare_with_tfds`, the first time a split is needed; the
-result is cached as an uncompressed .npz so later launches load it with NumPy alone. Offline
-use: `config.data.manual_dir` (default `$VAE_JAX_MANUAL_DIR/<name>`) holds the raw files as
-their publishers distribute them; every file is checked against TFDS's registered size and
-SHA-256 before TFDS runs.
+TensorFlow is imported only in `_prepare_with_tfds`, the first time a split is needed. The
+split is read in batches and preprocessed as it streams (`preprocess.py`: crop, resize,
+colour), so a large set of large images (CelebA: 23 GB as 218 x 178 x 3 bytes) never sits in
+memory whole, then cached as an uncompressed .npz so later launches load it with NumPy alone:
+<cache_dir>/<name>/<split>.npz, or <cache_dir>/<name>/<tag>/<split>.npz when preprocessing or
+label_features are set (`_cache_path`). Offline use: `config.data.manual_dir` (default
+`$VAE_JAX_MANUAL_DIR/<name>`) holds the raw files as their publishers distribute them; every
+file is checked against TFDS's registered size and SHA-256 before TFDS runs.
 """
 
 from __future__ import annotations
@@ -22,16 +28,31 @@ import shutil
 import sys
 import tempfile
 import urllib.parse
-import zipfile
 
 import numpy as np
 
+from vae_jax import checks
+from vae_jax.data import cache, preprocess
 from vae_jax.data.paths import resolve_cache_dir, resolve_manual_dir, resolve_tfds_dir
 from vae_jax.errors import UserError
 
+_READ_BATCH = 1024  # images per batch read from TFDS (and preprocessed) at a time
+
 
 def _cache_path(data_config, split: str) -> pathlib.Path:
-  return pathlib.Path(resolve_cache_dir(data_config)) / data_config.name / f"{split}.npz"
+  """Where a prepared split is cached: the dataset's folder, in a sub-folder named by the
+  preprocessing and label choice when they are not the defaults (so caches written before
+  those fields existed keep being read)."""
+  folder = pathlib.Path(resolve_cache_dir(data_config)) / data_config.name
+  prep = preprocess.Preprocessing.from_config(data_config)
+  labels = data_config.label_features
+  labels = None if labels is None else [str(k) for k in labels]
+  if prep.identity and labels is None:
+    return folder / f"{split}.npz"
+  identity = {"preprocessing": prep.key(), "label_features": labels}
+  readable = "-".join(p for p in (prep.tag(), "labels" if labels else
+                                  "unlabelled" if labels == [] else "") if p)
+  return folder / cache.tag(readable, identity) / f"{split}.npz"
 
 
 @contextlib.contextmanager
@@ -65,10 +86,46 @@ def tfds_name(data_name: str) -> str:
   return data_name[len(TFDS_PREFIX):] if data_name.startswith(TFDS_PREFIX) else data_name
 
 
-def factor_features(features) -> tuple[tuple[str, int], ...]:
-  """(feature name, number of classes) of the labels to read: ("label",) for a classification
-  dataset, else every class feature named label_* (sorted), e.g. dsprites' label_orientation,
-  label_scale, label_shape, label_x_position, label_y_position. () when there are none."""
+def _feature(features, path: str):
+  """features["a"]["b"] for "a/b"; None when there is no such feature."""
+  node = features
+  for part in path.split("/"):
+    try:
+      node = node[part]
+    except (KeyError, TypeError, ValueError):
+      return None
+  return node
+
+
+def _num_classes(feature) -> int | None:
+  """A class feature's number of classes: a ClassLabel's, 2 for a scalar bool; else None."""
+  num = getattr(feature, "num_classes", None)
+  if num is not None:
+    return int(num)
+  dtype = getattr(feature, "np_dtype", None)
+  if dtype is not None and np.dtype(dtype) == np.bool_ and tuple(feature.shape) == ():
+    return 2
+  return None
+
+
+def factor_features(features, label_features=None) -> tuple[tuple[str, int], ...]:
+  """(feature name, number of classes) of the labels to read: `label_features` when given
+  ("a/b" names a nested feature; a bool feature has two classes; () none), else ("label",)
+  for a classification dataset, else every class feature named label_* (sorted), e.g.
+  dsprites' label_orientation, label_scale, label_shape, label_x_position, label_y_position.
+  () when there are none: the dataset is unlabelled."""
+  if label_features is not None:
+    out = []
+    for k in label_features:
+      feature = _feature(features, k)
+      num = None if feature is None else _num_classes(feature)
+      if num is None:
+        what = "no such feature" if feature is None else f"a {type(feature).__name__}"
+        raise UserError(f"config.data.label_features={tuple(label_features)!r} is invalid: "
+                        f"{k!r} is {what}; expected class features (ClassLabel, or bool) of "
+                        f"the dataset, whose features are {', '.join(features.keys())}")
+      out.append((k, num))
+    return tuple(out)
   keys = ("label",) if "label" in features else tuple(
       sorted(k for k in features if k.startswith("label_")))
   out = []
@@ -100,11 +157,11 @@ def _prepare_with_tfds_quietly(data_config, split):
     raise UserError(f"config.data.name={data_config.name!r} is not a TFDS dataset "
                     f"({type(e).__name__}); use a name from tfds.list_builders(), e.g. 'mnist'") from None
   features = builder.info.features
-  factors = factor_features(features)
-  if "image" not in features or not factors:
-    raise UserError(f"config.data.name={data_config.name!r} has no 'image' feature with a "
-                    "'label' or label_* class features; expected an image dataset with "
-                    "labels or ground-truth factors")
+  if "image" not in features:
+    raise UserError(f"config.data.name={data_config.name!r} has no 'image' feature; expected "
+                    "an image dataset")
+  chosen = data_config.label_features
+  factors = factor_features(features, None if chosen is None else tuple(chosen))
   manual_dir = resolve_manual_dir(data_config)
   if manual_dir is not None and not os.path.isdir(manual_dir):
     raise UserError(f"data folder {manual_dir} does not exist: set config.data.manual_dir or "
@@ -126,15 +183,34 @@ def _prepare_with_tfds_quietly(data_config, split):
     shutil.rmtree(extract_dir, ignore_errors=True)
   if split not in builder.info.splits:  # known once prepared
     raise SplitMissing(split)
-  arrays = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
-  return (np.asarray(arrays["image"], np.uint8), labels_of(arrays, factors),
-          tuple(k for k, _ in factors), tuple(n for _, n in factors))
+  # Batches when every image has the same shape; one image at a time otherwise.
+  static = None not in tuple(features["image"].shape)
+  dataset = builder.as_dataset(split=split, batch_size=_READ_BATCH if static else None)
+  prep = preprocess.Preprocessing.from_config(data_config)
+  images, labels = [], []
+  for arrays in tfds.as_numpy(dataset):
+    x = np.asarray(arrays["image"], np.uint8)
+    x = x[None] if not static else x
+    x = prep.apply(x[..., None] if x.ndim == 3 else x, f"{data_config.name!r}")
+    if images and x.shape[1:] != images[0].shape[1:]:
+      checks.fail("data.resize", tuple(data_config.resize),
+                  f"a (height, width) every image is resized to: the images of "
+                  f"{data_config.name!r} differ in size ({images[0].shape[1]} x "
+                  f"{images[0].shape[2]}, {x.shape[1]} x {x.shape[2]})")
+    images.append(x)
+    y = labels_of(arrays, factors, len(x))
+    labels.append(y if static else y[None])
+  return (np.concatenate(images), np.concatenate(labels), tuple(k for k, _ in factors),
+          tuple(n for _, n in factors))
 
 
-def labels_of(arrays, factors) -> np.ndarray:
-  """int32 labels (N,) for one factor, (N, F) for several, from a TFDS split's arrays."""
-  columns = [np.asarray(arrays[k], np.int32) for k, _ in factors]
-  return columns[0] if len(columns) == 1 else np.stack(columns, axis=1)
+def labels_of(arrays, factors, num: int | None = None) -> np.ndarray:
+  """int32 labels (N,) for one factor, (N, F) for several, from a TFDS split's arrays; the
+  zeros of an unlabelled split (`data.Dataset`) when there are no factors."""
+  if not factors:
+    return np.zeros(num, np.int32) if num else np.zeros((), np.int32)
+  columns = [np.asarray(_feature(arrays, k), np.int32) for k, _ in factors]
+  return columns[0] if len(columns) == 1 else np.stack(columns, axis=-1)
 
 
 def _check_manual_files(name: str, builder, manual_dir: str) -> None:
@@ -170,27 +246,19 @@ def load_split(data_config, split: str):
   sizes) from the cache when present, else prepared with TFDS; None when the dataset has no
   such split."""
   path = _cache_path(data_config, split)
-  if path.exists():
-    try:
-      with np.load(path) as f:
-        images, labels = f["images"], f["labels"]
-        if "factor_names" in f:
-          return images, labels, tuple(str(n) for n in f["factor_names"]), tuple(
-              int(n) for n in f["factor_sizes"])
-        return images, labels, ("label",), ()  # caches written before factors were stored
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-      raise UserError(f"cached split {path} is unreadable ({type(e).__name__}); delete it to "
-                      "prepare the data again") from None
+  cached = cache.read(path)
+  if cached is not None:
+    return cached
   try:
     images, labels, names, sizes = _prepare_with_tfds(data_config, split)
   except SplitMissing:
     return None
   if images.ndim == 3:
     images = images[..., None]
-  path.parent.mkdir(parents=True, exist_ok=True)
-  # Write to a temporary name and rename, so a killed launch never leaves half a cache.
-  with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz.tmp", delete=False) as tmp:
-    np.savez(tmp, images=images, labels=labels, factor_names=np.array(names),
-             factor_sizes=np.array(sizes, np.int64))
-  os.replace(tmp.name, path)
+  cache.write(path, images, labels, names, sizes)
   return images, labels, names, sizes
+
+
+def has_labels(data_config) -> bool | None:
+  """Whether the prepared train split carries labels; None when it is not prepared yet."""
+  return cache.has_factors(_cache_path(data_config, "train"))
