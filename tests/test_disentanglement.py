@@ -220,3 +220,26 @@ def test_compute_all_is_deterministic_and_equals_the_single_metrics():
   assert single == a
   # A legacy RandomState is accepted as the generator too.
   assert 0 <= dis.mig(data, rep, np.random.RandomState(0), num_train=n_tr)["mig"] <= 1
+
+
+def test_dci_can_take_the_importances_of_scikit_learn_before_0_20():
+  # scikit-learn <= 0.19 normalised each tree's importances before averaging over the trees of
+  # a stage and then over stages; >= 0.20 (feature_importances_ here) sums, then normalises.
+  rng = np.random.default_rng(0)
+  f = np.stack([rng.integers(0, k, 400) for k in SIZES], axis=1)
+  codes = np.concatenate([_standardise(SIZES)(f) + 0.3 * rng.normal(size=(400, 3)),
+                          rng.normal(size=(400, 2))], axis=1)
+  model = dis._gradient_boosting(0).fit(codes, f[:, 2])  # pylint: disable=protected-access
+  np.testing.assert_array_equal(dis.gbt_importances(model), model.feature_importances_)
+  by_stage = [np.mean([tree.feature_importances_ for tree in stage], axis=0)
+              for stage in model.estimators_]
+  old = dis.gbt_importances(model, "per_tree")
+  np.testing.assert_allclose(old, np.mean(by_stage, axis=0), rtol=1e-12)
+  assert old.sum() == pytest.approx(1.0)  # no tree here is a single leaf
+  # Late stages' splits on the other codes weigh as much as the first stages': code 2 carries
+  # about 0.9 of the summed importance but only about 0.55 of the per-tree one.
+  assert dis.gbt_importances(model)[2] > 0.8 and old[2] < 0.65
+  importance, _, _ = dis.dci_importance_matrix(codes, f, codes, f, gbt_importance="per_tree")
+  np.testing.assert_allclose(importance[:, 2], old, rtol=1e-12)
+  with pytest.raises(ValueError, match="gbt_importance"):
+    dis.dci_from_codes(codes, f, codes, f, gbt_importance="sklearn_0.19")

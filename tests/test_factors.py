@@ -88,15 +88,21 @@ def test_missing_factor_combinations_are_a_user_error():
 
 
 @pytest.mark.slow
-def test_model_metrics_are_the_nine_scores_in_unit_range():
+def test_model_metrics_are_the_nine_scores_and_chens_mig_in_unit_range():
   ds = _grid_dataset()
   model = models.from_config(tiny_config(**{"model.latent_dim": 3}).model, (8, 8, 1), nnx.Rngs(0))
   m = factors_lib.disentanglement_metrics(model, ds, seed=0, sample_scale=0.02)
-  names = ("beta_vae", "factor_vae", "mig", "dci_disentanglement", "dci_completeness",
-           "dci_informativeness", "sap", "modularity", "explicitness")
+  names = ("beta_vae", "factor_vae", "mig", "mig_chen", "dci_disentanglement",
+           "dci_completeness", "dci_informativeness", "sap", "modularity", "explicitness")
   for n in names:
     assert 0.0 <= m[f"disentanglement/{n}"] <= 1.0, n
   assert m["disentanglement/sample_scale"] == 0.02
+  assert m["disentanglement/mig_chen_seconds"] <= m["disentanglement/seconds"]
+  # An AE has no q(z|x): the nine scores, and no mig_chen key at all.
+  ae = models.from_config(tiny_config(**{"model.name": "ae", "model.latent_dim": 3}).model,
+                          (8, 8, 1), nnx.Rngs(0))
+  m = factors_lib.disentanglement_metrics(ae, ds, seed=0, sample_scale=0.02)
+  assert "disentanglement/mig_chen" not in m and 0.0 <= m["disentanglement/mig"] <= 1.0
 
 
 def test_traversal_rows_move_one_unit_each():
@@ -162,8 +168,8 @@ def test_dsprites_trains_from_the_launcher_with_metrics_and_traversals(tmp_path)
                  f"--config.data.cache_dir={tmp_path / 'cache'}"])
   assert proc.returncode == 0, proc.stderr[-3000:]
   res = json.loads((wd / "results.json").read_text())
-  for k in ("beta_vae", "factor_vae", "mig", "dci_disentanglement", "dci_completeness",
-            "dci_informativeness", "sap", "modularity", "explicitness"):
+  for k in ("beta_vae", "factor_vae", "mig", "mig_chen", "dci_disentanglement",
+            "dci_completeness", "dci_informativeness", "sap", "modularity", "explicitness"):
     assert 0.0 <= res[f"disentanglement/{k}"] <= 1.0, k
   parts = [res[f"test/{k}"] for k in ("index_code_mi", "total_correlation", "dimwise_kl")]
   assert all(np.isfinite(parts)) and parts[0] >= -1e-3
@@ -177,6 +183,9 @@ def test_dsprites_trains_from_the_launcher_with_metrics_and_traversals(tmp_path)
   assert again.returncode == 0, again.stderr[-2000:]
   res2 = json.loads((wd / "results.json").read_text())
   assert res2["disentanglement/mig"] == pytest.approx(res["disentanglement/mig"], abs=1e-6)
+  assert res2["disentanglement/mig_chen"] == pytest.approx(res["disentanglement/mig_chen"],
+                                                           abs=1e-6)
+  assert "mig_chen=" in again.stdout
   # The latent export writes factor labels as (N, F), aligned with the latents.
   from vae_jax.tools import encode  # pylint: disable=g-import-not-at-top
   written = encode.export_latents(wd, "both")

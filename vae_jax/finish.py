@@ -16,7 +16,7 @@ from flax import nnx
 from vae_jax import rng, workdir as workdir_lib
 
 _SUMMARY_KEYS = ("test/neg_elbo", "test/rec", "test/kl", "test/loss", "test/neg_iwae",
-                 "train/examples_per_s")
+                 "disentanglement/mig_chen", "train/examples_per_s")
 # Per-epoch training scalars that describe the last epoch, not the run: left out of results.
 _EPOCH_ONLY = ("train/epoch", "train/seconds", "train/examples_per_s", "train/grad_norm")
 

@@ -22,8 +22,8 @@ from vae_jax import workdir as workdir_lib
 METRICS = ("test/neg_elbo", "test/rec", "test/kl", "test/loss", "test/neg_iwae", "test/nll",
            "test/index_code_mi", "test/total_correlation", "test/dimwise_kl",
            *(f"disentanglement/{k}" for k in (
-               "beta_vae", "factor_vae", "mig", "dci_disentanglement", "dci_completeness",
-               "dci_informativeness", "sap", "modularity", "explicitness")),
+               "beta_vae", "factor_vae", "mig", "mig_chen", "dci_disentanglement",
+               "dci_completeness", "dci_informativeness", "sap", "modularity", "explicitness")),
            "train/loss", "train/neg_iwae", "train/examples_per_s", "train/seconds")
 
 

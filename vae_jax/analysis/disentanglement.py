@@ -30,12 +30,16 @@ of factor values, as dSprites does). All randomness comes from the numpy Generat
 `random_state` drawn from it, so a seed fixes every number.
 
 Where disentanglement_lib's behaviour rests on a scikit-learn default that has since changed, the
-old default is spelled out here (they ran scikit-learn 0.19/0.20; see `_logistic_regression`,
-`_gradient_boosting`, `_linear_svc`). Deliberate departures, all in cases where
-disentanglement_lib returns NaN or raises: factors that take a single value in a sample are left
-out of MIG's average; a code dimension that is constant is left unscaled (not divided by a zero
-std) before explicitness' classifier; explicitness averages the ROC AUC over the classes the
-classifier knows that occur in the test set.
+old default is spelled out here (see `_logistic_regression`, `_gradient_boosting`, `_linear_svc`).
+Which scikit-learn the study ran is not recorded: disentanglement_lib's setup.py asks for an
+unpinned "scikit-learn" and the repository has no requirements or lock file; the study's models
+were evaluated in 2018 (arXiv:1811.12359 v1 is of 29 November 2018), when 0.19.x or 0.20.x
+(0.20.0: 25 September 2018) was current. For DCI that matters: see `gbt_importances`.
+
+Deliberate departures, all in cases where disentanglement_lib returns NaN or raises: factors that
+take a single value in a sample are left out of MIG's average; a code dimension that is constant
+is left unscaled (not divided by a zero std) before explicitness' classifier; explicitness
+averages the ROC AUC over the classes the classifier knows that occur in the test set.
 
 The study's sample counts are large (10,000 training points for most metrics; the β-VAE score
 encodes 2 * 64 * 15,000 observations). `compute_all(..., num_samples_scale=s)` multiplies every
@@ -251,17 +255,59 @@ def _gradient_boosting(random_state: int):
   """`ensemble.GradientBoostingClassifier()` with its defaults, as DCI uses it.
 
   n_estimators=100, learning_rate=0.1, max_depth=3, subsample=1.0, criterion="friedman_mse",
-  max_features=None: unchanged in name and value from scikit-learn 0.20 to 1.8. A multiclass
-  factor with K values fits K regression trees per boosting stage. disentanglement_lib leaves
-  random_state unset; with subsample=1 and max_features=None the only randomness is the order in
-  which features are tried, i.e. how ties between equally good splits are broken, so seeding it
-  changes nothing else. Version notes: `presort` (speed only) went in 0.24; `feature_importances_`
-  is, then and now, the impurity decrease each feature brings summed over all trees and
-  normalised to sum to 1, but where every tree is a single leaf (no split helps) old versions
-  returned NaN (0 / 0) and 1.8 returns zeros, which `dci_from_importance` treats as "no
-  importance" (uniform weights).
+  max_features=None: unchanged in name and value from scikit-learn 0.19 to 1.8, so the fitted
+  trees are the same. A multiclass factor with K values fits K regression trees per boosting
+  stage. disentanglement_lib leaves random_state unset; with subsample=1 and max_features=None
+  the only randomness is the order in which features are tried, i.e. how ties between equally
+  good splits are broken, so seeding it changes nothing else. `presort` (speed only) went in
+  0.24. What did change is how `feature_importances_` sums the trees: see `gbt_importances`.
   """
   return ensemble.GradientBoostingClassifier(random_state=random_state)
+
+
+# How DCI turns a fitted classifier into importances (`gbt_importances`).
+GBT_IMPORTANCES = ("summed", "per_tree")
+
+
+def gbt_importances(model, formula: str = "summed") -> np.ndarray:
+  """Feature importances of a fitted `GradientBoostingClassifier`, by either of the formulas
+  scikit-learn has used for `feature_importances_`.
+
+  "summed" (scikit-learn >= 0.20, and what `feature_importances_` returns here): each tree's
+  impurity decrease per feature, unnormalised, averaged over all trees, then normalised to sum
+  to 1. "per_tree" (scikit-learn <= 0.19): each tree's importances normalised to sum to 1 first
+  (a tree that is a single leaf gives zeros), averaged over the K trees of a stage and then over
+  the stages; the result sums to 1 only when no tree is a single leaf. The change is
+  scikit-learn pull request #11176, in the 0.20.0 changelog (doc/whats_new/v0.20.rst, which
+  lists GradientBoostingClassifier under "Changed models": "Fixed a bug in
+  ensemble.GradientBoostingRegressor and ensemble.GradientBoostingClassifier to have feature
+  importances summed and then normalized, rather than normalizing on a per-tree basis. The
+  previous behavior over-weighted the Gini importance of features that appear in later
+  stages"). Later stages fit small residuals: per-tree normalisation gives their splits, often
+  on weak or noise dimensions, the same weight as the first stages' splits, which spreads
+  importance and lowers DCI disentanglement and completeness, by a lot: on 2,000 training points
+  of dSprites' four non-shape factors coded as their standardised values plus 0.1 noise, with six
+  pure-noise dimensions, DCI disentanglement / completeness are 0.60 / 0.53 summed and 0.32 /
+  0.26 per tree (the same trees; 0.31 / 0.31 against 0.14 / 0.14 for a partly mixed code).
+
+  Whether our DCI is comparable with the study's numbers therefore depends on a version the
+  study did not record (see the module docstring): with scikit-learn 0.20 or later it is
+  ("summed", the default here, kept because it is also the corrected formula and every newer
+  release computes it); with 0.19 it is not, and `formula="per_tree"` rebuilds that old formula
+  exactly from the same fitted trees. Degenerate case: where every tree is a single leaf,
+  "summed" gives zeros here (0.20 gave NaN, 0 / 0, until pull request #13620 of April 2019 left
+  single-leaf trees out) and `dci_from_importance` treats an all-zero column as "no importance".
+  """
+  if formula == "summed":
+    return np.asarray(model.feature_importances_, np.float64)
+  if formula != "per_tree":
+    raise ValueError(f"formula must be one of {GBT_IMPORTANCES}, got {formula!r}")
+  stages = model.estimators_  # (n_stages, K) regression trees
+  total = np.zeros(stages[0, 0].tree_.n_features, np.float64)
+  for stage in stages:
+    total += sum(tree.tree_.compute_feature_importances(normalize=True)
+                 for tree in stage) / len(stage)
+  return total / len(stages)
 
 
 def _linear_svc(random_state: int):
@@ -499,21 +545,26 @@ def mig(data: FactorData, representation: Representation, rng: RngLike, *,
 
 def dci_importance_matrix(codes_train_NxD: np.ndarray, factors_train_NxF: np.ndarray,
                           codes_test_MxD: np.ndarray, factors_test_MxF: np.ndarray, *,
-                          random_state: int = 0, n_jobs: int = -1
+                          random_state: int = 0, n_jobs: int = -1,
+                          gbt_importance: str = "summed"
                           ) -> tuple[np.ndarray, float, float]:
   """(importance_DxF, train accuracy, test accuracy) of one GBT classifier per factor.
 
-  Column f holds |feature_importances_| of the gradient boosted trees predicting factor f from
-  all codes (see `_gradient_boosting`); the accuracies are averaged over factors. The factors'
-  classifiers are independent, so they are fitted in `n_jobs` threads (-1: one per CPU core;
-  scikit-learn builds trees without the GIL), the factor with most values first; each fit is
-  the same as alone, so the numbers do not depend on n_jobs.
+  Column f holds the absolute feature importances of the gradient boosted trees predicting
+  factor f from all codes (see `_gradient_boosting`; `gbt_importance` picks scikit-learn's
+  current formula, "summed", or the one before 0.20, "per_tree": see `gbt_importances`); the
+  accuracies are averaged over factors. The factors' classifiers are independent, so they are
+  fitted in `n_jobs` threads (-1: one per CPU core; scikit-learn builds trees without the GIL),
+  the factor with most values first; each fit is the same as alone, so the numbers do not
+  depend on n_jobs.
   """
+  if gbt_importance not in GBT_IMPORTANCES:
+    raise ValueError(f"gbt_importance must be one of {GBT_IMPORTANCES}, got {gbt_importance!r}")
   num_dims, num_factors = codes_train_NxD.shape[1], factors_train_NxF.shape[1]
 
   def fit(f):
     model = _gradient_boosting(random_state).fit(codes_train_NxD, factors_train_NxF[:, f])
-    return (np.abs(model.feature_importances_),
+    return (np.abs(gbt_importances(model, gbt_importance)),
             np.mean(model.predict(codes_train_NxD) == factors_train_NxF[:, f]),
             np.mean(model.predict(codes_test_MxD) == factors_test_MxF[:, f]))
 
@@ -557,29 +608,34 @@ def dci_from_importance(importance_DxF: np.ndarray) -> tuple[float, float]:
 
 def dci_from_codes(codes_train_NxD: np.ndarray, factors_train_NxF: np.ndarray,
                    codes_test_MxD: np.ndarray, factors_test_MxF: np.ndarray, *,
-                   random_state: int = 0, n_jobs: int = -1) -> dict[str, float]:
-  """DCI disentanglement, completeness and informativeness (GBT test accuracy) from arrays."""
+                   random_state: int = 0, n_jobs: int = -1,
+                   gbt_importance: str = "summed") -> dict[str, float]:
+  """DCI disentanglement, completeness and informativeness (GBT test accuracy) from arrays
+  (`gbt_importance`: see `gbt_importances`)."""
   importance_DxF, _, test_acc = dci_importance_matrix(
       codes_train_NxD, factors_train_NxF, codes_test_MxD, factors_test_MxF,
-      random_state=random_state, n_jobs=n_jobs)
+      random_state=random_state, n_jobs=n_jobs, gbt_importance=gbt_importance)
   d, c = dci_from_importance(importance_DxF)
   return {"dci_disentanglement": d, "dci_completeness": c, "dci_informativeness": test_acc}
 
 
 def dci(data: FactorData, representation: Representation, rng: RngLike, *,
         num_train: int = 10000, num_test: int = 5000,
-        obs_per_call: int = OBSERVATIONS_PER_CALL, n_jobs: int = -1) -> dict[str, float]:
+        obs_per_call: int = OBSERVATIONS_PER_CALL, n_jobs: int = -1,
+        gbt_importance: str = "summed") -> dict[str, float]:
   """DCI (Eastwood & Williams, 2018): disentanglement, completeness, informativeness.
 
   Gradient boosted trees (scikit-learn defaults, one per factor, fitted in n_jobs threads) are
   trained on num_train random points; informativeness is their mean test accuracy on num_test
   points (disentanglement_lib's "informativeness_test", an accuracy despite the paper's
-  error-based definition).
+  error-based definition). `gbt_importance="per_tree"` takes the importances as scikit-learn
+  <= 0.19 computed them (see `gbt_importances`); the default is scikit-learn >= 0.20's.
   """
   rng = as_generator(rng)
   c_tr, f_tr = sample_codes(data, representation, num_train, rng, obs_per_call=obs_per_call)
   c_te, f_te = sample_codes(data, representation, num_test, rng, obs_per_call=obs_per_call)
-  return dci_from_codes(c_tr, f_tr, c_te, f_te, random_state=_seed(rng), n_jobs=n_jobs)
+  return dci_from_codes(c_tr, f_tr, c_te, f_te, random_state=_seed(rng), n_jobs=n_jobs,
+                        gbt_importance=gbt_importance)
 
 
 # --------------------------------------------------------------------------------------------
@@ -719,8 +775,10 @@ def modularity_explicitness(data: FactorData, representation: Representation, rn
 
 def compute_all(data: FactorData, representation: Representation, seed: int, *,
                 num_samples_scale: float = 1.0,
-                obs_per_call: int = OBSERVATIONS_PER_CALL) -> dict[str, float]:
-  """All nine scores with disentanglement_lib's defaults, each metric from `seed`.
+                obs_per_call: int = OBSERVATIONS_PER_CALL,
+                gbt_importance: str = "summed") -> dict[str, float]:
+  """All nine scores with disentanglement_lib's defaults, each metric from `seed`
+  (`gbt_importance`: DCI's importance formula, see `gbt_importances`).
 
   As in disentanglement_lib (evaluation.random_seed = 0 for every metric), each metric starts
   from a fresh generator seeded with `seed`. MIG, DCI, SAP and modularity/explicitness then draw
@@ -746,7 +804,8 @@ def compute_all(data: FactorData, representation: Representation, seed: int, *,
   out["mig"] = mig_from_codes(c_tr, f_tr, num_bins=DEFAULTS["mig"]["num_bins"])
   c_te, f_te = sample_codes(data, representation, num_test, rng, obs_per_call=obs_per_call)
   clf_seed = _seed(rng)
-  out.update(dci_from_codes(c_tr, f_tr, c_te, f_te, random_state=clf_seed))
+  out.update(dci_from_codes(c_tr, f_tr, c_te, f_te, random_state=clf_seed,
+                            gbt_importance=gbt_importance))
   out["sap"] = sap_from_codes(c_tr, f_tr, c_te, f_te,
                               continuous_factors=DEFAULTS["sap"]["continuous_factors"],
                               random_state=clf_seed)

@@ -121,7 +121,7 @@ def plot_latent_size(rows: list[dict], path: str | os.PathLike, *,
   return save_figure(fig, path)
 
 
-DISENTANGLEMENT_METRICS = ("beta_vae", "factor_vae", "mig", "dci_disentanglement",
+DISENTANGLEMENT_METRICS = ("beta_vae", "factor_vae", "mig", "mig_chen", "dci_disentanglement",
                            "dci_completeness", "dci_informativeness", "sap", "modularity",
                            "explicitness")
 
