@@ -3,30 +3,40 @@
 The whole training split sits on the device as uint8. `BatchPlan` turns it into batches
 inside the compiled epoch (`step.build_train_epoch`), in three parts:
 
-  * `epoch_inputs`: per step of an epoch, the image indices of every member's batch (from
-    its shuffle key) and the step's keys (`rng.step_keys`, `rng.corruption_key`), drawn up
-    front in one vectorised call; with one sample per image also the reparameterisation
-    noise eps, (B, E) per step.
+  * `epoch_inputs`: per step of an epoch, the image indices of the batch (from the shuffle
+    key) and the step's keys (`rng.step_keys`, `rng.corruption_key`, `rng.objective_key`),
+    drawn up front in one vectorised call; with one sample per image also the
+    reparameterisation noise eps, (B, E) per step.
   * `step_noise`: the random numbers of one step for the *global* batch (the uniforms of
-    dynamic binarisation, eps for k > 1 samples, the corruption's noise), constrained to
-    the batch sharding: results do not depend on the number of devices.
+    dynamic binarisation, eps for k > 1 samples, the corruption's noise); the epoch shards
+    them like the batch, so results do not depend on the number of devices.
   * `device_batch`: on each device, gathers its slice of the batch, binarises, and corrupts
     the encoder's copy for a denoising run: (x_in, x_target).
 
-Every array carries a leading member axis M (members of a vectorised sweep), except in the
-single-run program, which drops it (`squeeze`).
+All three are written for one member (one seed); `step.py` maps them over the members of a
+vectorised sweep.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from vae_jax import models, rng
 from vae_jax.data import corruption
+
+
+class StepInputs(NamedTuple):
+  """What `epoch_inputs` draws for one step (it gives each leaf a leading step axis S)."""
+  idx: Any  # (B,) the indices of the batch's images in the training split
+  bin_key: Any  # the dynamic binarisation's key
+  eps: Any  # (B, E) reparameterisation noise for k = 1; for k > 1 the key it is drawn from
+  corrupt_key: Any = None  # a denoising run's corruption key
+  objective_key: Any = None  # an objective's own key (`Objective.needs_key`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,51 +77,46 @@ class BatchPlan:
     the minor axis only, and image arrays end in a channel axis of size 1."""
     return images.reshape(images.shape[0], -1)
 
-  def epoch_inputs(self, seeds_M, epoch):
-    """The scan's inputs for one epoch, each with a leading step axis S:
-    (steps_S, idx_SxMxB, binarisation keys_SxM, eps_SxMxBxE or eps keys_SxM[, corruption
-    keys_SxM]). k > 1 carries each step's eps key instead of its noise: k times the noise up
-    front would be GBs per epoch (batch 20, k = 50)."""
-    B, S, Z = self.batch_size, self.steps_per_epoch, self.noise_dim
-    shuffle_keys = rng.member_keys(seeds_M, rng.KEY_SHUFFLE)
-    train_keys = rng.member_keys(seeds_M, rng.KEY_TRAIN)
-    perm_MxSxB = jax.vmap(lambda k: rng.epoch_permutation(k, epoch, self.num_train)[:S * B]
-                          .reshape(S, B))(shuffle_keys)
-    steps_S = epoch * S + jnp.arange(S)
-    keys_SxMx2 = jax.vmap(lambda s: jax.vmap(lambda k: rng.step_keys(k, s))(train_keys))(steps_S)
-    eps_keys_SxM = keys_SxMx2[..., 1]
-    if self.num_samples == 1:
-      eps = jax.vmap(jax.vmap(lambda k: jax.random.normal(k, (B, Z))))(eps_keys_SxM)
-    else:
-      eps = eps_keys_SxM
-    xs = (steps_S, jnp.swapaxes(perm_MxSxB, 0, 1), keys_SxMx2[..., 0], eps)
-    if self.corrupting:  # a separate stream per step (rng.corruption_key)
-      step_key = lambda s: jax.vmap(lambda k: rng.corruption_key(k, s))(train_keys)
-      xs += (jax.vmap(step_key)(steps_S),)
-    if self.objective_keys:  # another (rng.objective_key)
-      step_key = lambda s: jax.vmap(lambda k: rng.objective_key(k, s))(train_keys)
-      xs += (jax.vmap(step_key)(steps_S),)
-    return xs
+  def epoch_steps(self, epoch):
+    """The global step numbers of epoch `epoch`: (S,)."""
+    return epoch * self.steps_per_epoch + jnp.arange(self.steps_per_epoch)
 
-  def step_noise(self, bin_key, eps, corrupt_key, *, squeeze: bool, num_members: int,
-                 shard_batch, shard_eps):
-    """(u, eps) of one step for the global batch, sharded like it. `u` holds the uniforms of
-    dynamic binarisation ((B, 1) zeros otherwise), paired with the corruption's noise when
-    the run denoises; `eps` is drawn here from its key when k > 1."""
+  def epoch_inputs(self, seed, epoch) -> StepInputs:
+    """One member's inputs of every step of epoch `epoch`, each with a leading step axis S.
+    k > 1 carries each step's eps key instead of its noise: k times the noise up front would
+    be GBs per epoch (batch 20, k = 50)."""
+    B, S, Z = self.batch_size, self.steps_per_epoch, self.noise_dim
+    shuffle_key = rng.root_key(seed, rng.KEY_SHUFFLE)
+    train_key = rng.root_key(seed, rng.KEY_TRAIN)
+    idx_SxB = rng.epoch_permutation(shuffle_key, epoch, self.num_train)[:S * B].reshape(S, B)
+    steps_S = self.epoch_steps(epoch)
+    per_step = lambda key_fn: jax.vmap(lambda s: key_fn(train_key, s))(steps_S)
+    keys_Sx2 = per_step(rng.step_keys)
+    eps = keys_Sx2[:, 1]
+    if self.num_samples == 1:
+      eps = jax.vmap(lambda k: jax.random.normal(k, (B, Z)))(eps)
+    return StepInputs(
+        idx=idx_SxB, bin_key=keys_Sx2[:, 0], eps=eps,
+        # Streams of their own (`rng.corruption_key`, `rng.objective_key`).
+        corrupt_key=per_step(rng.corruption_key) if self.corrupting else None,
+        objective_key=per_step(rng.objective_key) if self.objective_keys else None)
+
+  def step_noise(self, inputs: StepInputs):
+    """(u, eps) of one step for the global batch. `u` holds the uniforms of dynamic
+    binarisation ((B, 1) zeros otherwise), paired with the corruption's noise when the run
+    denoises; `eps` is the (B, E) noise for k = 1, for k > 1 the (k, B, E) noise drawn here
+    from its key."""
     B, K, Z = self.batch_size, self.num_samples, self.noise_dim
-    over = (lambda f, a: f(a)) if squeeze else (lambda f, a: jax.vmap(f)(a))
     if self.binarization == "dynamic":
-      u = over(lambda k: rng.uniform(k, (B, math.prod(self.image_shape))), bin_key)
+      u = rng.uniform(inputs.bin_key, (B, math.prod(self.image_shape)))
     else:
-      u = jnp.zeros((B, 1) if squeeze else (num_members, B, 1), jnp.float32)
-    u = jax.lax.with_sharding_constraint(u, shard_batch)
-    if K > 1:  # eps holds the step's eps key(s), the key k = 1 draws its (B, Z) from
-      eps = over(lambda k: jax.random.normal(k, (K, B, Z)), eps)
-    eps = jax.lax.with_sharding_constraint(eps, shard_eps)
+      u = jnp.zeros((B, 1), jnp.float32)
+    eps = inputs.eps
+    if K > 1:  # eps holds the step's eps key, the key k = 1 draws its (B, Z) from
+      eps = jax.random.normal(eps, (K, B, Z))
     if self.corrupting:
-      draw = lambda k: corruption.draw_noise(self.corruption, k, (B, *self.image_shape),
-                                             rng.uniform)
-      u = (u, jax.lax.with_sharding_constraint(over(draw, corrupt_key), shard_batch))
+      u = (u, corruption.draw_noise(self.corruption, inputs.corrupt_key,
+                                    (B, *self.image_shape), rng.uniform))
     return u, eps
 
   def device_batch(self, images, idx_b, u_b):
