@@ -322,7 +322,14 @@ def test_sweep_agents_share_a_sweep_folder_member_by_member(kill_setup, tmp_path
   final = _run(sweep_args)
   assert final.returncode == 0, final.stderr[-2000:]
   assert (wd / "sweep.csv").read_text().count("finished") == 3
-  for overrides, name in zip(module.get_sweep(), names):  # each alone: float noise of the group
-    config = sweeps.apply_overrides(module.get_config(), overrides)
-    for a, b in zip(_params(config, root / "ref_sweep" / name), _params(config, wd / name)):
-      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  # Each member, trained alone by an agent, is the reference sweep's member of its name: up to
+  # the float noise between a vectorised group and a run alone (summation order, amplified by
+  # Adam over the epochs: 8e-3 at most on the 2-vCPU Sapphire Rapids, where another member's
+  # parameters are 0.4 away), and ten times nearer its own reference than any other member's.
+  configs = [sweeps.apply_overrides(module.get_config(), o) for o in module.get_sweep()]
+  refs = [_params(c, root / "ref_sweep" / n) for c, n in zip(configs, names)]
+  for i, (config, name) in enumerate(zip(configs, names)):
+    got = _params(config, wd / name)
+    gap = [max(float(np.max(np.abs(a - b))) for a, b in zip(got, ref)) for ref in refs]
+    assert gap[i] < 2e-2, (name, gap)
+    assert gap[i] < min(g for j, g in enumerate(gap) if j != i) / 10, (name, gap)
