@@ -147,7 +147,7 @@ def test_a_process_that_dies_ends_the_others_in_bounded_time_with_one_line(tmp_p
 _MAIN_FIRST = r"""
 import json, os, sys, time
 import jax
-from vae_jax import hosts
+from vae_jax.runtime import hosts
 from vae_jax.errors import UserError
 pid, port, log = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 hosts.initialize(coordinator_address="127.0.0.1:" + port, num_processes=2, process_id=pid)

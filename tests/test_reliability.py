@@ -17,7 +17,8 @@ from ml_collections import config_dict
 
 from tests.helpers import ROOT, TINY_CONFIG_FILE, fake_dataset, tiny_config, write_fake_cache
 from tests.helpers import final_params
-from vae_jax import launcher, sweeps, train, workdir, writers
+from vae_jax import launcher, sweeps, train, workdir
+from vae_jax.runtime import writers
 
 SHAPE = (8, 8, 1)
 

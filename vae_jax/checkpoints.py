@@ -2,31 +2,32 @@
 
 Orbax writes each checkpoint to a temporary folder and renames it when complete, so a kill
 never leaves a half-written checkpoint behind; `latest_epoch` only sees finished ones, and
-temporary folders left by a kill or a full disk are removed when the manager opens.
+temporary folders left by a kill are removed when the manager opens. A save that fails (a
+full disk) removes its own temporary folder before it raises.
+
+Saves are synchronous: a failure is raised by `save` itself, in the training loop, instead of
+in a background thread at some later call. Every save and restore runs `contain.contained()`,
+so a failed one leaves no read or write in flight and prints nothing; its exception is the
+report.
 
 A finished checkpoint can still be damaged later (a disk fault, a truncated copy): `restore`
 then raises `Damaged`, and `quarantine` moves it out of the way into DIR/damaged/ (nothing is
-deleted) so that the run can resume from the newest one that restores.
+deleted). `restore_newest` resumes a group of runs from the newest epoch that restores for
+all of them.
 """
 
 from __future__ import annotations
 
-import errno
 import pathlib
 import shutil
-import time
+from typing import Sequence
 
 import jax
 import orbax.checkpoint as ocp
+from tqdm import tqdm
 
 from vae_jax.errors import UserError
-
-
-class DiskFull(OSError):
-  """Not enough free space for a checkpoint (checked before writing it)."""
-
-  def __init__(self, message: str):
-    super().__init__(errno.ENOSPC, message)
+from vae_jax.runtime import contain, faults, files, hosts
 
 
 class Damaged(UserError):
@@ -36,21 +37,6 @@ class Damaged(UserError):
 def _reason(e: BaseException) -> str:
   text = " ".join(str(e).split())
   return f"{type(e).__name__}: {text[:160]}{'...' if len(text) > 160 else ''}"
-
-
-def damaged_folder(workdir) -> pathlib.Path:
-  """DIR/damaged: where damaged files of a run are moved, each with the time it was found."""
-  return pathlib.Path(workdir) / "damaged"
-
-
-def quarantine_path(workdir, name: str) -> pathlib.Path:
-  stamp = time.strftime("%Y%m%d-%H%M%S")
-  folder = damaged_folder(workdir)
-  folder.mkdir(parents=True, exist_ok=True)
-  path, n = folder / f"{name}.{stamp}", 1
-  while path.exists():
-    path, n = folder / f"{name}.{stamp}.{n}", n + 1
-  return path
 
 
 _PARTIAL = "*.orbax-checkpoint-tmp*"
@@ -83,8 +69,13 @@ class Checkpointer:
                       "relaunch")
     options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=not read_only,
                                            cleanup_tmp_directories=not read_only,
-                                           read_only=read_only)
-    self._mngr = ocp.CheckpointManager(self.path, options=options)
+                                           read_only=read_only,
+                                           enable_async_checkpointing=False)
+    # Orbax reads every checkpoint's metadata here and logs the ones it cannot read; such a
+    # checkpoint is named by `restore` when it is reached (`Damaged`), so those records wait
+    # for the first restore or save: emitted after it succeeds, dropped when it finds damage.
+    with contain.held_logs(emit=False) as self._opening_logs:
+      self._mngr = ocp.CheckpointManager(self.path, options=options)
 
   def all_epochs(self) -> list[int]:
     return list(self._mngr.all_steps())
@@ -93,27 +84,28 @@ class Checkpointer:
     return self._mngr.latest_step()
 
   def save(self, epoch: int, params, opt_state) -> None:
-    from vae_jax import faults  # pylint: disable=g-import-not-at-top
-    faults.quiet_reported_failures()  # in front of any hook installed since the launch
+    """Saves the state of `epoch`; every process takes part (Orbax coordinates them; process 0
+    writes the metadata). A full disk is raised as `files.DiskFull` naming this folder, with
+    no temporary folder left."""
     state = {"params": params, "opt_state": opt_state}
-    self._check_space(state)
-    # Every process takes part in the save (Orbax coordinates them); only process 0 writes
-    # the metadata. `force` so the final save happens even off the periodic schedule.
-    self._mngr.save(epoch, args=ocp.args.StandardSave(state), force=True)
-
-  def _check_space(self, state) -> None:
-    """Refuses a save that cannot fit before Orbax starts it: a write that fails half way ends
-    in Orbax's background threads. The state's own bytes are the estimate; every process takes
-    part in a save, so they agree on refusing it."""
-    from vae_jax import hosts  # pylint: disable=g-import-not-at-top
     need = sum(int(getattr(a, "nbytes", 0)) for a in jax.tree.leaves(state)) + (1 << 16)
+    # A save that cannot fit is refused before Orbax starts it; every process takes part, so
+    # they agree on refusing it.
+    if hosts.any_process(files.lacks_space(self.path, need)):
+      raise files.DiskFull(self.path / str(epoch), need)
     try:
-      free = shutil.disk_usage(self.path).free
-    except OSError:
-      free = need  # cannot tell: let the write itself find out
-    if hosts.any_process(free < need):
-      raise DiskFull(f"No space left on device: a checkpoint needs {need / 2**20:.1f} MiB, "
-                     f"{free / 2**20:.1f} MiB free under {self.path}")
+      with contain.contained():
+        # `force` so the final save happens even off the periodic schedule.
+        self._mngr.save(epoch, args=ocp.args.StandardSave(state), force=True)
+    except Exception as e:  # pylint: disable=broad-except  (re-raised, maybe as DiskFull)
+      # What was free when the write failed (before its partial folder is removed).
+      full = (files.DiskFull(self.path / str(epoch), need)
+              if faults.is_disk_full(e) or files.lacks_space(self.path, need) else None)
+      remove_partial(self.workdir)
+      if full is not None:
+        raise full from e
+      raise
+    self._opening_logs.emit()
 
   def restore(self, epoch: int, params_like, opt_state_like):
     """Restores onto the shardings / shapes of the given templates; `Damaged` when the
@@ -121,16 +113,18 @@ class Checkpointer:
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct,
                             {"params": params_like, "opt_state": opt_state_like})
     try:
-      state = self._mngr.restore(epoch, args=ocp.args.StandardRestore(abstract))
+      with contain.contained():
+        state = self._mngr.restore(epoch, args=ocp.args.StandardRestore(abstract))
     except Exception as e:  # pylint: disable=broad-except  (JSON, TensorStore, structure errors)
+      self._opening_logs.drop()  # Orbax's own lines about this damage: `Damaged` names it
       raise Damaged(f"checkpoint of epoch {epoch} in {self.path} does not restore "
                     f"({_reason(e)})") from e
+    self._opening_logs.emit()
     return state["params"], state["opt_state"]
 
   def quarantine(self, epoch: int) -> pathlib.Path:
     """Moves the checkpoint of `epoch` to DIR/damaged/; returns where it went."""
-    dest = quarantine_path(self.workdir, f"checkpoint-{epoch}")
-    shutil.move(str(self.path / str(epoch)), dest)
+    dest = files.quarantine(self.path / str(epoch), self.workdir, name=f"checkpoint-{epoch}")
     self.reload()
     return dest
 
@@ -149,3 +143,40 @@ class Checkpointer:
   def close(self) -> None:
     self._mngr.wait_until_finished()
     self._mngr.close()
+
+
+def restore_newest(ckpts: Sequence[Checkpointer], params_like, opt_state_like, *,
+                   is_main: bool, name: str):
+  """Restores the newest epoch that every checkpointer holds and that restores for all of
+  them (the members of a vectorised group). A checkpoint that does not restore is named in
+  one warning and moved to DIR/damaged/; checkpoints newer than the epoch resumed are
+  dropped (they are recomputed). `name`: the run or group, for the message when none
+  restores. Returns (epoch, [(params, opt_state)] per checkpointer), (0, []) for a fresh
+  start; `Damaged` when checkpoints exist and none restores."""
+  damaged = []
+  while True:
+    common = set.intersection(*[set(c.all_epochs()) for c in ckpts])
+    if not common:
+      break
+    epoch, restored, bad = max(common), [], None
+    for c in ckpts:
+      try:
+        restored.append(c.restore(epoch, params_like, opt_state_like))
+      except Damaged as e:
+        bad = (c, e)
+        break
+    if bad is None:
+      for c in ckpts:
+        c.delete_after(epoch)
+      return epoch, restored
+    c, e = bad
+    where = hosts.main_first(lambda c=c, e=epoch: str(c.quarantine(e)),
+                             "move a damaged checkpoint aside", others_too=False, share=True)
+    c.reload()
+    if is_main:
+      tqdm.write(f"warning: {e}; moved it to {where}; trying an older one")
+    damaged.append(f"epoch {epoch} of {c.workdir} (moved to {where})")
+  if damaged:
+    raise Damaged(f"no checkpoint of {name} restores (damaged: {'; '.join(damaged)}); "
+                  "relaunch to train from scratch, or put back checkpoints from a backup")
+  return 0, []

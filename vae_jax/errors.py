@@ -1,28 +1,44 @@
-"""The one exception type for a user's mistake, and how the commands report one: one line, exit 2."""
+"""The exceptions that end a command with one line and an exit status, and how the tools
+report one.
+
+`OneLineError` carries its exit status; the launcher's one handler
+(`runtime.faults.report`) prints its message as `error: ...` and exits with it.
+"""
 
 from __future__ import annotations
 
 import sys
 
-
-class UserError(Exception):
-  """Bad input (config value, data file, workdir state). The message is one line for the user."""
-
-
-class PeerFailed(UserError):
-  """Another process of a multi-host run failed or stopped answering."""
-
-
-# Exit statuses of launch.py (the README's Reliability section lists them).
+# Exit statuses of launch.py (the README's Reliability section lists them); a stop request
+# exits with 128 + the signal's number (`runtime.signals.Interrupted`).
 EXIT_USER_ERROR = 2
 EXIT_DIVERGED = 3
 EXIT_PEER_FAILED = 4
 
 
+class OneLineError(Exception):
+  """Ends a command: the message is one line for the user, `exit_status` the process's."""
+  exit_status = EXIT_USER_ERROR
+
+
+class UserError(OneLineError):
+  """Bad input (config value, data file, workdir state) or a machine's fault named in the line."""
+
+
+class PeerFailed(UserError):
+  """Another process of a multi-host run failed or stopped answering."""
+  exit_status = EXIT_PEER_FAILED
+
+
+class DivergenceError(UserError):
+  """Training produced NaN or Inf; the last good checkpoint is kept."""
+  exit_status = EXIT_DIVERGED
+
+
 def fail(message: str):
   """Prints `error: message` on stderr and exits with status 2 (no traceback)."""
   print(f"error: {message}", file=sys.stderr)
-  sys.exit(2)
+  sys.exit(EXIT_USER_ERROR)
 
 
 def check_tool_arguments(argv, workdir) -> None:

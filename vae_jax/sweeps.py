@@ -19,11 +19,11 @@ import json
 import os
 import pathlib
 import re
-import tempfile
 from typing import Any, Sequence
 
 from vae_jax import sweep_table, validate, workdir as workdir_lib
 from vae_jax.errors import UserError
+from vae_jax.runtime import files
 
 # A sweep: override dicts (members named after their overrides) or a dict of them by name.
 Sweep = Sequence[dict[str, Any]] | dict[str, dict[str, Any]]
@@ -190,7 +190,7 @@ def run_sweep(config, sweep: Sweep, workdir: str | os.PathLike, *,
   over that member's own values, so `--member=m --config.key=v` runs m with key = v.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  from vae_jax import hosts, locks  # pylint: disable=g-import-not-at-top
+  from vae_jax.runtime import hosts, locks  # pylint: disable=g-import-not-at-top
 
   workdir = pathlib.Path(workdir)
   members = expand(config, sweep)
@@ -255,7 +255,7 @@ def run_sweep(config, sweep: Sweep, workdir: str | os.PathLike, *,
 
 def _lock_free(workdirs) -> list[tuple[str, str]]:
   """Locks each workdir that no other process holds; returns (workdir, refusal) for the rest."""
-  from vae_jax import locks  # pylint: disable=g-import-not-at-top
+  from vae_jax.runtime import locks  # pylint: disable=g-import-not-at-top
   busy = []
   for w in workdirs:
     try:
@@ -327,6 +327,4 @@ def export_wandb_sweep(path: str | os.PathLike, spec: dict[str, Any]) -> None:
   import yaml  # pylint: disable=g-import-not-at-top  (a dependency of wandb)
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
-    yaml.safe_dump(spec, f, sort_keys=False)
-  os.replace(f.name, path)
+  files.write_text(path, yaml.safe_dump(spec, sort_keys=False))

@@ -16,10 +16,8 @@ import functools
 import importlib.metadata
 import importlib.util
 import json
-import os
 import pathlib
 import subprocess
-import tempfile
 from typing import Any
 
 import jax
@@ -28,6 +26,7 @@ from ml_collections import config_dict
 
 from vae_jax import checkpoints, data as data_lib, models, optim
 from vae_jax.errors import UserError
+from vae_jax.runtime.files import quarantine, write_json  # noqa: F401  (the workdir's files)
 
 _LIBRARIES = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "tensorflow-datasets", "wandb",
               "ml-collections", "numpy", "scikit-learn")
@@ -88,35 +87,8 @@ def run_info(config) -> dict[str, Any]:
   }
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-  """Writes JSON atomically: a temporary file in the same folder, then a rename. On failure
-  (a full disk) the old file is untouched and no temporary file is left."""
-  path = pathlib.Path(path)
-  with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
-    try:
-      json.dump(obj, f, indent=2, sort_keys=True)
-      f.write("\n")
-      f.flush()
-    except BaseException:
-      f.close()
-      os.unlink(f.name)
-      raise
-  try:
-    os.replace(f.name, path)
-  except BaseException:
-    os.unlink(f.name)
-    raise
-
-
 class DamagedFile(UserError):
   """A file of a workdir that exists but does not read back."""
-
-
-def quarantine(path: pathlib.Path) -> pathlib.Path:
-  """Moves a damaged file of a workdir to DIR/damaged/ (nothing is deleted); returns where."""
-  dest = checkpoints.quarantine_path(path.parent, path.name)
-  os.replace(path, dest)
-  return dest
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, Any]:

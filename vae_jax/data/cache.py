@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import pathlib
-import tempfile
 import zipfile
 
 import numpy as np
 
 from vae_jax.errors import UserError
+from vae_jax.runtime import files
 
 
 def tag(readable: str, identity: dict) -> str:
@@ -45,11 +44,8 @@ def read(path: pathlib.Path):
 
 
 def write(path: pathlib.Path, images, labels, names, sizes) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz.tmp", delete=False) as tmp:
-    np.savez(tmp, images=images, labels=labels, factor_names=np.array(names, dtype=str),
-             factor_sizes=np.array(sizes, np.int64))
-  os.replace(tmp.name, path)
+  files.save_npz(path, images=images, labels=labels, factor_names=np.array(names, dtype=str),
+                 factor_sizes=np.array(sizes, np.int64))
 
 
 def has_factors(path: pathlib.Path) -> bool | None:

@@ -51,7 +51,6 @@ import math
 import os
 import pathlib
 import sys
-import tempfile
 import zipfile
 import zlib
 
@@ -59,6 +58,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vae_jax.errors import UserError
+from vae_jax.runtime import files
 
 FACTOR_NAMES = ("shape", "scale", "orientation", "position_x", "position_y")
 FACTOR_SIZES = (3, 6, 40, 32, 32)
@@ -394,16 +394,9 @@ def _read_cache(path: pathlib.Path, what: str) -> tuple[np.ndarray, np.ndarray, 
 
 def _write_cache(path: pathlib.Path, packed: np.ndarray, factors: np.ndarray,
                  version: int) -> None:
-  """Writes the cache under a temporary name, then renames it: never half a file."""
-  path.parent.mkdir(parents=True, exist_ok=True)
-  with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz.tmp", delete=False) as tmp:
-    try:
-      np.savez(tmp, packed=packed, factors=factors, renderer_version=np.int64(version))
-    except BaseException:
-      tmp.close()
-      os.unlink(tmp.name)
-      raise
-  os.replace(tmp.name, path)
+  """Writes the cache under a temporary name, then renames it: never half a file (a full disk
+  is `files.DiskFull`, naming it)."""
+  files.save_npz(path, packed=packed, factors=factors, renderer_version=np.int64(version))
 
 
 def load(cache_dir: str | pathlib.Path,

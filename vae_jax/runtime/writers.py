@@ -1,8 +1,9 @@
 """One thin writer for everything a run logs: `log(step, scalars)` and `log_images(step, paths)`.
 
-Behind it: a local `metrics.jsonl` (one JSON object per logged step) and a W&B run (offline
-by default, its files under DIR/wandb; online when asked). Only process 0 writes; other
-processes get a writer that does nothing.
+Behind it: a local `metrics.jsonl` (one JSON object per logged step, each line written whole
+or not at all) and a W&B run (offline by default, its files under DIR/wandb; online when
+asked). Only process 0 writes; other processes get a writer that does nothing.
+`open_run_logs` opens a run's writer for a resumed or fresh run.
 """
 
 from __future__ import annotations
@@ -15,16 +16,17 @@ import math
 import os
 import pathlib
 import re
-import shutil
 import uuid
 import warnings
 from typing import Any, Mapping
 
 from vae_jax.errors import UserError
+from vae_jax.runtime import files
 
 log = logging.getLogger(__name__)
 
 _RUN_ID_FILE = "run_id"
+_WANDB_MIN_FREE = 1 << 20  # below this W&B cannot start a run's files (a full disk)
 _RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
@@ -32,7 +34,6 @@ def truncate_metrics(path: pathlib.Path, last_step: int) -> None:
   """Drops lines logged after `last_step` (a resumed run replays those steps). Lines that do
   not parse (cut short by a kill, or garbage) are dropped too; when there are any, the file as
   found is kept in DIR/damaged/ first."""
-  from vae_jax import checkpoints  # pylint: disable=g-import-not-at-top
   if not path.exists():
     return
   if not path.is_file():
@@ -45,12 +46,9 @@ def truncate_metrics(path: pathlib.Path, last_step: int) -> None:
     except (ValueError, KeyError, TypeError):
       bad += bool(line.strip())
   if bad:
-    copy = checkpoints.quarantine_path(path.parent, path.name)
-    shutil.copyfile(path, copy)
+    copy = files.copy_to_quarantine(path)
     print(f"warning: {path}: dropped {bad} damaged line(s); the file as found is in {copy}")
-  tmp = path.with_suffix(".jsonl.tmp")
-  tmp.write_text("".join(l + "\n" for l in keep))
-  os.replace(tmp, path)
+  files.write_text(path, "".join(l + "\n" for l in keep))
 
 
 def _jsonable(v):
@@ -68,7 +66,8 @@ class Writer:
     self._run = None
     if not enabled:
       return
-    self._jsonl = open(self.workdir / "metrics.jsonl", "a", buffering=1)
+    self._jsonl_path = self.workdir / "metrics.jsonl"
+    self._jsonl = open(self._jsonl_path, "ab", buffering=0)  # whole lines: files.append_line
     if wandb_config.mode != "disabled":
       self._run = self._start_wandb(config, wandb_config, name, group)
 
@@ -90,7 +89,7 @@ class Writer:
         run_id = None
     if run_id is None:
       run_id = uuid.uuid4().hex[:12]
-      id_file.write_text(run_id)
+      files.write_text(id_file, run_id)
     # Under `wandb agent` the agent chooses the run (WANDB_RUN_ID); otherwise a resumed
     # workdir continues its own W&B run.
     ident = {} if os.environ.get("WANDB_SWEEP_ID") else {"id": run_id, "resume": "allow"}
@@ -102,6 +101,8 @@ class Writer:
     try:
       return wandb.init(mode=wandb_config.mode, **kwargs)
     except Exception as e:  # pylint: disable=broad-except
+      if files.lacks_space(wdir, _WANDB_MIN_FREE):  # W&B's service writes in its own process
+        raise files.DiskFull(wdir, _WANDB_MIN_FREE) from e
       if wandb_config.mode != "online":
         raise UserError(f"W&B could not start an offline run in {wdir} ({type(e).__name__}: "
                         f"{' '.join(str(e).split())[:160]}); move that folder aside or pass "
@@ -116,7 +117,7 @@ class Writer:
     if not self.enabled:
       return
     row = {"step": int(step), **{k: _jsonable(v) for k, v in scalars.items()}}
-    self._jsonl.write(json.dumps(row) + "\n")
+    files.append_line(self._jsonl, self._jsonl_path, json.dumps(row))
     if self._run is not None:
       self._run.log({k: float(v) for k, v in scalars.items()}, step=int(step))
 
@@ -139,3 +140,21 @@ class Writer:
       with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         self._run.finish()
       self._run = None
+
+
+def open_run_logs(workdir: pathlib.Path, config, *, resume_step: int,
+                  extra_config: Mapping[str, Any] | None = None, group: str | None = None,
+                  is_main: bool = True) -> tuple[Writer, float]:
+  """Opens the writer of a run resuming at `resume_step` (0: a fresh one): metrics.jsonl cut
+  back to that step (the steps after it are replayed), config.json rewritten, the W&B run
+  resumed. Returns (writer, the training seconds already spent)."""
+  from vae_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top  (models, data)
+  seconds = 0.0
+  if is_main:
+    truncate_metrics(workdir / "metrics.jsonl", resume_step)
+    seconds = workdir_lib.last_logged(workdir, "train/seconds")
+    files.write_json(workdir / "config.json", workdir_lib.run_info(config))
+  wandb_config = {**workdir_lib.resolved_config(config), **(extra_config or {})}
+  writer = Writer(workdir, config=wandb_config, wandb_config=config.wandb, group=group,
+                  enabled=is_main)
+  return writer, seconds

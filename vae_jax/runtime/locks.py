@@ -2,6 +2,8 @@
 
     with locks.hold([workdir]):      # UserError naming the holder when another process has it
       ...
+    with locks.held_by_process_0(workdirs):  # the same, in a multi-process run
+      ...
 
 The lock is `fcntl.flock` on DIR/lock, so it dies with its process: a run killed with kill -9
 leaves a file behind but no lock, and the relaunch takes it. The file records who holds it
@@ -23,7 +25,10 @@ import sys
 import time
 from typing import Iterable, Iterator
 
+import jax
+
 from vae_jax.errors import UserError
+from vae_jax.runtime import files, hosts
 
 LOCK_FILE = "lock"
 
@@ -55,6 +60,8 @@ def make_workdir(workdir: str | os.PathLike) -> pathlib.Path:
   try:
     workdir.mkdir(parents=True, exist_ok=True)
   except OSError as e:
+    if files.is_disk_full(e):
+      raise files.DiskFull(workdir) from None
     raise UserError(f"cannot create workdir {workdir}: {e.strerror}") from None
   return workdir
 
@@ -79,11 +86,13 @@ def acquire(workdir: str | os.PathLike) -> None:
     f.close()
     raise Locked(f"{workdir} is in use by {_holder(path)}; wait for it to finish or stop it, "
                  "or use another --workdir") from None
-  f.seek(0)
-  f.truncate()
-  json.dump({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time(),
-             "command": " ".join(sys.argv)[:300]}, f)
-  f.flush()
+  record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time(),
+                       "command": " ".join(sys.argv)[:300]})
+  os.ftruncate(f.fileno(), 0)
+  try:  # unbuffered, so that nothing is left to flush when the file closes
+    os.write(f.fileno(), record.encode())
+  except OSError:  # a full disk: the lock holds without its record (refusals name no holder)
+    os.ftruncate(f.fileno(), 0)
   _held[key] = [f, 1, created]
 
 
@@ -122,6 +131,19 @@ def acquire_all(workdirs: Iterable[str | os.PathLike]) -> None:
 def release_all(workdirs: Iterable[str | os.PathLike]) -> None:
   for w in reversed(list(workdirs)):
     release(w)
+
+
+@contextlib.contextmanager
+def held_by_process_0(workdirs: Iterable[str | os.PathLike]) -> Iterator[None]:
+  """`hold` for every process of a run: process 0 takes the locks (the others learn whether it
+  could, and stop with its line if not), so that no second launch trains into the workdirs."""
+  workdirs = list(workdirs)
+  hosts.main_first(lambda: acquire_all(workdirs), "lock the workdirs", others_too=False)
+  try:
+    yield
+  finally:
+    if jax.process_index() == 0:
+      release_all(workdirs)
 
 
 @contextlib.contextmanager

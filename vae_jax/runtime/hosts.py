@@ -25,16 +25,13 @@ from typing import Callable, TypeVar
 import jax
 import numpy as np
 
-from vae_jax import errors
-from vae_jax.errors import UserError
+from vae_jax.errors import PeerFailed, UserError
+from vae_jax.runtime import files
 
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT_S = 1800  # preparing a large dataset from raw files can take a while
 _calls = itertools.count()
-
-
-PeerFailed = errors.PeerFailed
 
 
 def initialize(**kwargs) -> None:
@@ -73,7 +70,7 @@ def main_first(fn: Callable[[], T], what: str, *, others_too: bool = True, share
   if jax.process_index() == 0:
     try:
       out = fn()
-    except UserError as e:
+    except (UserError, files.DiskFull) as e:  # the same one line on every process
       client.key_value_set(key, "error:" + str(e))
       raise
     except BaseException as e:  # a crash on process 0 must not leave the others waiting
