@@ -56,7 +56,14 @@ def _draw_grid(ax, images, z1, z2, title):
   ax.set_title(title, fontsize=10)
 
 
+def _coloured(labels, label_name) -> bool:
+  """Whether a scatter is coloured by its labels: not without labels or a name for them, nor
+  when every point has the same one (an unlabelled dataset's labels are zeros, one class)."""
+  return labels is not None and label_name is not None and len(np.unique(labels)) > 1
+
+
 def _draw_scatter(ax, codes, labels, title, box=None, label_name="digit"):
+  """Codes in 2-D (PCA above 2 dimensions), coloured by `labels` when `_coloured`."""
   codes = np.asarray(codes)
   if codes.shape[1] == 2:
     xy, names = codes, ("$z_1$", "$z_2$")
@@ -65,18 +72,38 @@ def _draw_scatter(ax, codes, labels, title, box=None, label_name="digit"):
     xy = probes.pca_transform(codes, mean, comps)
     names = tuple(f"PC {i + 1} ({100 * r:.0f}% of variance)" for i, r in enumerate(ratio))
     box = None
-  for d in np.unique(labels):
-    sel = labels == d
-    ax.scatter(xy[sel, 0], xy[sel, 1], s=2, alpha=0.5, color=_DIGIT_COLORS(int(d) % 10),
-               label=str(d), rasterized=True, linewidths=0)
+  coloured = _coloured(labels, label_name)
+  if coloured:
+    for d in np.unique(labels):
+      sel = labels == d
+      ax.scatter(xy[sel, 0], xy[sel, 1], s=2, alpha=0.5, color=_DIGIT_COLORS(int(d) % 10),
+                 label=str(d), rasterized=True, linewidths=0)
+  else:
+    ax.scatter(xy[:, 0], xy[:, 1], s=2, alpha=0.5, color="0.25", rasterized=True, linewidths=0)
   if box is not None:  # the region the manifold grid covers
     (x0, x1), (y0, y1) = box
     ax.plot([x0, x1, x1, x0, x0], [y0, y0, y1, y1, y0], "k--", lw=0.8, label="grid")
-  ax.legend(title=label_name, markerscale=5, fontsize=7, title_fontsize=8, loc="upper left",
-            bbox_to_anchor=(1.0, 1.0), frameon=False)
+  if coloured or box is not None:
+    ax.legend(title=label_name if coloured else None, markerscale=5, fontsize=7,
+              title_fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
   ax.set_xlabel(names[0])
   ax.set_ylabel(names[1])
   ax.set_title(title, fontsize=10)
+
+
+# Datasets whose one label is a digit (TFDS names); other labelled data name their factor.
+DIGIT_DATASETS = ("mnist", "binarized_mnist", "svhn_cropped", "emnist/digits", "emnist/mnist")
+
+
+def scatter_label_name(ds) -> str | None:
+  """What colours a dataset's latent scatter: "digit" for digit data (`DIGIT_DATASETS`), else
+  the first factor's name ("label", "shape"); None for unlabelled data (drawn uncoloured)."""
+  if not ds.labelled:
+    return None
+  if str(ds.name).split(":")[-1] in DIGIT_DATASETS:
+    return "digit"
+  from vae_jax.figures.traversals import factor_name  # pylint: disable=g-import-not-at-top
+  return factor_name(ds.factor_names[0])
 
 
 def _model_name(model) -> str:
@@ -108,11 +135,13 @@ def _manifold_title(model) -> str:
 
 
 def save_latent_scatter(path, codes, labels, title: str = "Test latents (posterior means)",
-                        label_name: str = "digit") -> str:
-  """Each image's latent (mean) coloured by its label (digit); PCA to 2-D when the latent is
-  larger."""
+                        label_name: str | None = "digit") -> str:
+  """Each image's latent (mean), coloured by its label (`label_name`: "digit", a factor's
+  name); uncoloured when `labels` or `label_name` is None or every label is the same. PCA to
+  2-D when the latent is larger."""
   fig, ax = plt.subplots(figsize=(6.4, 5.2))
-  _draw_scatter(ax, codes, np.asarray(labels), title, label_name=label_name)
+  _draw_scatter(ax, codes, None if labels is None else np.asarray(labels), title,
+                label_name=label_name)
   return save_figure(fig, path)
 
 
@@ -131,18 +160,24 @@ def save_interpolations(path, model, images_a_u8, images_b_u8, steps: int = 10,
                          list(labels) if labels is not None else None)
 
 
-def save_ae_vs_vae(path, ae_model, vae_model, test_images_u8, test_labels, n: int = 10) -> str:
-  """Top: both test-latent scatters; bottom: both manifold grids (2-D latents)."""
+def save_ae_vs_vae(path, ae_model, vae_model, test_images_u8, test_labels, n: int = 10, *,
+                   dataset_name: str | None = None, label_name: str | None = "digit") -> str:
+  """Top: both test-latent scatters (coloured as `save_latent_scatter`); bottom: both manifold
+  grids (2-D latents). `dataset_name` names the data in the title."""
   fig, axes = plt.subplots(2, 2, figsize=(12.5, 11.5))
+  labels = None if test_labels is None else np.asarray(test_labels)
+  if labels is not None and labels.ndim == 2:
+    labels = labels[:, 0]
   for col, model in enumerate((ae_model, vae_model)):
     lat = latents.encode_means(model, test_images_u8)
     z1, z2 = manifold_axes(model.kind, n, lat)
     name = _model_name(model)
-    _draw_scatter(axes[0, col], lat, np.asarray(test_labels),
+    _draw_scatter(axes[0, col], lat, labels,
                   f"{name}: test latents ({'posterior means' if name == 'VAE' else 'z = f(x)'})",
-                  box=((z1[0], z1[-1]), (z2[0], z2[-1])))
+                  box=((z1[0], z1[-1]), (z2[0], z2[-1])), label_name=label_name)
     _draw_grid(axes[1, col], decode_manifold(model, z1, z2), z1, z2, _manifold_title(model))
-  fig.suptitle("AE vs VAE with a 2-D latent space (MNIST test set)", fontsize=13)
+  where = f"{dataset_name} test set" if dataset_name else "test set"
+  fig.suptitle(f"AE vs VAE with a 2-D latent space ({where})", fontsize=13)
   return save_figure(fig, path, dpi=90)  # 1.1k x 1k pixels: readable, a few hundred KB
 
 
@@ -159,18 +194,23 @@ def interpolation_pairs(labels, digit_pairs=((0, 6), (1, 7), (2, 3), (4, 9), (5,
 
 
 def save_latent_figures(workdir, model, test_images_u8, test_labels,
-                        label_name: str = "digit") -> dict[str, str]:
+                        label_name: str | None = "digit") -> dict[str, str]:
   """A finished run's latent figures in `workdir`: latents.png (scatter; PCA above 2-D) and,
   for a 2-D latent space, manifold.png. Returns {name: path} for the run's image log.
-  `test_labels` (N,) colour the scatter; for (N, F) factor labels the first factor does."""
+  `test_labels` (N,) colour the scatter; for (N, F) factor labels the first factor does;
+  `label_name` says what they are (`scatter_label_name(ds)`). Without labels or a name, or
+  with one label for every image (unlabelled data), the scatter is uncoloured."""
   workdir = pathlib.Path(workdir)
   lat = latents.encode_means(model, test_images_u8)
-  labels = np.asarray(test_labels)
-  labels = labels[:, 0] if labels.ndim == 2 else labels
+  labels = None if test_labels is None else np.asarray(test_labels)
+  if labels is not None and labels.ndim == 2:
+    labels = labels[:, 0]
   what = "posterior means" if model.kind == "vae" else "z = f(x)"
-  paths = {"latents": save_latent_scatter(
-      workdir / "latents.png", lat, labels,
-      f"{_model_name(model)} test latents ({what}), coloured by {label_name}", label_name)}
+  title = f"{_model_name(model)} test latents ({what})"
+  if _coloured(labels, label_name):
+    title += f", coloured by {label_name}"
+  paths = {"latents": save_latent_scatter(workdir / "latents.png", lat, labels, title,
+                                          label_name)}
   if model.latent_dim == 2:
     paths["manifold"] = save_manifold(workdir / "manifold.png", model, lat)
   return paths

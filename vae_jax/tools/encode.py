@@ -5,9 +5,11 @@
 Writes DIR/latents_<split>.npy (float32, (N, Z): the posterior means of a VAE, z = f(x) of an
 AE) and DIR/labels_<split>.npy (int32: (N,) class labels, or (N, F) factor indices for a dataset
 with ground-truth factors such as dSprites), row i of both from image i of the split (after
-any `data.exclude_labels` on the train split). The inputs are the images the model saw: for
-dynamic binarisation the train split is binarised once with a fixed seed, as the test split
-already is. Bad input prints one line on stderr and exits with status 2.
+any `data.exclude_labels` on the train split). An unlabelled dataset (a folder of faces,
+celeb_a) gets no labels_<split>.npy, and the tool says so in one line. The inputs are the
+images the model saw: for dynamic binarisation the train split is binarised once with a fixed
+seed, as the test split already is. Bad input prints one line on stderr and exits with
+status 2.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ def export_latents(workdir, split: str = "test", *, epoch: int | None = None, da
   """Encodes the split(s) and writes the .npy files into `workdir`; returns their paths.
 
   `dataset` / `model`: the run's, when already loaded (else read from the workdir).
-  Raises `UserError` for a missing or unfinished run or an unknown split.
+  Raises `UserError` for a missing or unfinished run or an unknown split. An unlabelled
+  dataset's labels are not written (no labels_<split> in the result).
   """
   from vae_jax import latents as latents_lib, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
 
@@ -62,7 +65,10 @@ def export_latents(workdir, split: str = "test", *, epoch: int | None = None, da
     else:
       images, labels = split_images(dataset, s)
       latents = latents_lib.encode_means(model, images).astype(np.float32)
-    for name, arr in ((f"latents_{s}", latents), (f"labels_{s}", labels.astype(np.int32))):
+    arrays = [(f"latents_{s}", latents)]
+    if dataset.labelled:  # an unlabelled dataset's labels are placeholder zeros: not exported
+      arrays.append((f"labels_{s}", labels.astype(np.int32)))
+    for name, arr in arrays:
       path = pathlib.Path(workdir) / f"{name}.npy"
       tmp = path.with_suffix(".tmp.npy")
       np.save(tmp, arr)
@@ -79,6 +85,10 @@ def main(argv):
     fail(str(e))
   for name, path in written.items():
     print(f"{path}: {np.load(path, mmap_mode='r').shape}")
+  unlabelled = [n.replace("latents_", "labels_") + ".npy" for n in written
+                if n.startswith("latents_") and n.replace("latents_", "labels_") not in written]
+  if unlabelled:
+    print(f"{', '.join(unlabelled)} not written: the run's dataset has no labels")
 
 
 def _define_flags():
