@@ -89,7 +89,8 @@ def run_figures(config, workdir, model, ds) -> dict[str, str]:
   paths["samples"] = figures.save_samples(workdir / "samples.png", model,
                                           rng.samples_key(config.seed), 64,
                                           ds.images("train", slice(0, 10000)))
-  label_name = ds.factor_names[0] if len(ds.factor_sizes) > 1 else "digit"
+  # What colours the latent scatter: "digit", a factor's name, or nothing (unlabelled data).
+  label_name = figures.latents.scatter_label_name(ds) or "label"
   paths.update(figures.save_latent_figures(workdir, model, ds.test_images, ds.test_labels,
                                            label_name))
   if config.model.name == "vae":
