@@ -128,9 +128,8 @@ def load(data_config) -> local.Splits:
   label_file = data_config.label_file
   folder = None
   if not prep.identity:
-    identity = {"file": local.file_identity(path) if os.path.isfile(path) else path,
-                "label_file": local.file_identity(label_file) if label_file and
-                os.path.isfile(label_file) else label_file}
+    identity = {"file": local.source_identity(path),
+                "label_file": local.source_identity(label_file)}
     folder = local.cache_folder(data_config, "npz", path, identity)
     cached = local.read_cached(folder)
     if cached is not None:

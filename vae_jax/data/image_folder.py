@@ -151,8 +151,7 @@ def load(data_config) -> local.Splits:
     digest.update(repr(local.file_identity(os.path.join(root, p))[1:] + [p]).encode())
   label_file = data_config.label_file
   identity = {"files": digest.hexdigest(), "root": os.path.abspath(root),
-              "label_file": local.file_identity(label_file) if label_file and
-              os.path.isfile(label_file) else label_file}
+              "label_file": local.source_identity(label_file)}
   folder = local.cache_folder(data_config, "folder", root, identity)
   cached = local.read_cached(folder)
   if cached is not None:

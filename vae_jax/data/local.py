@@ -96,6 +96,12 @@ def file_identity(path: str | os.PathLike) -> list:
   return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
 
 
+def source_identity(path):
+  """`file_identity` of an existing file; otherwise the value as given (None for an unset label
+  file, or a path that is not there, whose reading then fails with its own line)."""
+  return file_identity(path) if path and os.path.isfile(path) else path
+
+
 def cache_folder(data_config, kind: str, path: str, identity: dict) -> pathlib.Path:
   """Where a source's prepared splits live (see the module docstring)."""
   prep = preprocess.Preprocessing.from_config(data_config)
