@@ -14,9 +14,28 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow only prepares d
 from absl import app, flags  # pylint: disable=g-import-not-at-top
 from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
 
+from vae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+
+
+class _ConfigFileParser(flags.ArgumentParser):
+  """--config's value: the file loaded by `vae_jax.config.load_file` (the one loader of config
+  files, whose failures are one line naming the file) and locked, as config_flags' own parser
+  locks it; config_flags then applies the --config.<key>=<value> overrides to it."""
+
+  def parse(self, argument):
+    from vae_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+    config = config_lib.load_file(argument).config
+    config.lock()
+    return config
+
+  def flag_type(self):
+    return "config object"
+
+
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Config file (configs/*.py); override fields with --config.<key>=<value>.",
     lock_config=True)
+flags.FLAGS["config"].parser = _ConfigFileParser()  # config_flags' flag, our loader
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output folder; default runs/<config file name>.")
 _ALLOW_CHANGE = flags.DEFINE_bool(
     "allow_config_change", False, "Resume a workdir even though its saved config differs.")
@@ -39,42 +58,16 @@ def _one_line(e: BaseException) -> str:
   return " ".join(str(e).replace("\\n", " ").split())
 
 
-def _config_arg(argv) -> str | None:
-  for i, a in enumerate(argv[1:], 1):
-    if a.startswith("--config="):
-      return a.split("=", 1)[1]
-    if a == "--config" and i + 1 < len(argv):
-      return argv[i + 1]
-  return None
-
-
-def config_load_error(config_arg: str) -> str | None:
-  """Why the config file does not load (naming the file and the line), or None if it does."""
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  import traceback  # pylint: disable=g-import-not-at-top
-  path, _, arg = config_arg.partition(":")
-  if not os.path.isfile(path):
-    return None
-
-  def where(e):
-    lines = [f.lineno for f in traceback.extract_tb(e.__traceback__)
-             if os.path.abspath(f.filename) == os.path.abspath(path)]
-    line = lines[-1] if lines else getattr(e, "lineno", None)  # SyntaxError carries its own
-    return f"{path}, line {line}" if line else path
-
-  try:
-    spec = importlib.util.spec_from_file_location("_vae_jax_config_check", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-  except Exception as e:  # pylint: disable=broad-except  (whatever the file raises)
-    return f"{where(e)}: the file does not import: {type(e).__name__}: {_one_line(e)}"
-  if not callable(getattr(module, "get_config", None)):
-    return (f"{path} defines no get_config(); a config file defines get_config() returning an "
-            "ml_collections.ConfigDict")
-  try:
-    module.get_config(arg) if arg else module.get_config()
-  except Exception as e:  # pylint: disable=broad-except
-    return f"{where(e)}: get_config({repr(arg) if arg else ''}) raised {type(e).__name__}: {_one_line(e)}"
+def _renamed_override(argv) -> str | None:
+  """A --config.<old name>=... override of a field renamed since (`workdir.RENAMED_FIELDS`):
+  the line that names its new name."""
+  from vae_jax import workdir  # pylint: disable=g-import-not-at-top
+  for a in argv[1:]:
+    key = a.split("=", 1)[0].removeprefix("--").removeprefix("no")
+    if key.startswith("config.") and key[len("config."):] in workdir.RENAMED_FIELDS:
+      old = key[len("config."):]
+      return (f"--config.{old} is not a config field: it is now "
+              f"--config.{workdir.RENAMED_FIELDS[old]}")
   return None
 
 
@@ -82,14 +75,12 @@ def _parse_flags(argv):
   """Flag parsing with one clear line (and exit 2) instead of absl's usage dump or a traceback."""
   try:
     return flags.FLAGS(argv)
+  except UserError as e:  # the config file does not load (`vae_jax.config.load_file`)
+    print(f"error: {e}", file=sys.stderr)
   except Exception as e:  # pylint: disable=broad-except  (absl and ml_collections errors)
-    config_arg = _config_arg(argv)
-    problem = config_load_error(config_arg) if config_arg else None
-    if problem:
-      print(f"error: config {problem}", file=sys.stderr)
-    else:
-      print(f"error: bad command line: {_one_line(e)}", file=sys.stderr)
-    sys.exit(2)
+    line = _renamed_override(argv) or f"bad command line: {_one_line(e)}"
+    print(f"error: {line}", file=sys.stderr)
+  sys.exit(2)
 
 
 def main(argv):
@@ -97,21 +88,9 @@ def main(argv):
     print(f"error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
     sys.exit(2)
   path = config_flags.get_config_filename(flags.FLAGS["config"])
-  if not os.path.isfile(path.split(":")[0]):
-    print(f"error: --config={path}: no such file; expected a config file such as "
-          "configs/mnist_vae.py", file=sys.stderr)
-    sys.exit(2)
-  try:
-    config = _CONFIG.value
-    config.keys()  # config_flags loads lazily: surface a broken file here
-  except Exception as e:  # pylint: disable=broad-except  (config file missing or broken)
-    problem = config_load_error(path)
-    print(f"error: config {problem}" if problem else f"error: could not load --config: "
-          f"{_one_line(e)}", file=sys.stderr)
-    sys.exit(2)
   from vae_jax import launcher  # pylint: disable=g-import-not-at-top
   launcher.main(
-      config=config,
+      config=_CONFIG.value,
       config_path=path,
       workdir=_WORKDIR.value,
       allow_config_change=_ALLOW_CHANGE.value,

@@ -53,7 +53,7 @@ def main():
   import numpy as np
   import optax
   from jax.sharding import NamedSharding, PartitionSpec as P
-  from vae_jax import models, objectives, optim, step as step_lib, sweeps, train
+  from vae_jax import models, objectives, optim, step as step_lib, sweeps, trainer
 
   for v in args.variants:
     unknown = set(v.split("+")) - {"base", "nonorm", "fusednorm", *OPTIONS}
@@ -62,7 +62,7 @@ def main():
                        f"base, nonorm, fusednorm, {', '.join(OPTIONS)} joined by '+'")
   config = sweeps.load_module(args.config).get_config()
   shape = (28, 28, 1)
-  mesh = train.make_mesh()
+  mesh = trainer.make_mesh()
   replicated = NamedSharding(mesh, P())
   graphdef, params0, rest = models.init_params(config, shape)
   tx = optim.direction(config.optimizer)

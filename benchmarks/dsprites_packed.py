@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from vae_jax import data, models, objectives, optim, step as step_lib, sweeps, train
+from vae_jax import data, models, objectives, optim, step as step_lib, sweeps, trainer
 
 
 def main():
@@ -32,7 +32,7 @@ def main():
   ds = data.load(c.data)
   n = args.images
   forms = {"packed": (ds.train_images[:n], True), "uint8": (ds.images("train", slice(0, n)), False)}
-  mesh = train.make_mesh()
+  mesh = trainer.make_mesh()
   graphdef, params0, rest = models.init_params(c, ds.image_shape)
   train_graphdef = models.compute_graphdef(c, ds.image_shape)
   tx = optim.transform(c)

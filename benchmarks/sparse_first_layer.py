@@ -348,7 +348,7 @@ def time_training_epochs(ds, steps: int) -> list[dict]:
     if member:
       c = sweeps.apply_overrides(c, module.get_sweep(variant)[member])
     n = steps * c.batch_size
-    mesh = Mesh(np.array(jax.devices()), ("data",))  # train.make_mesh's
+    mesh = Mesh(np.array(jax.devices()), ("data",))  # trainer.make_mesh's
     graphdef, params0, rest = models.init_params(c, ds.image_shape)
     tx = optim.transform(c)
     fn = step_lib.build_train_epoch(graphdef=models.compute_graphdef(c, ds.image_shape),

@@ -24,7 +24,7 @@ import tempfile
 
 import jax
 
-from vae_jax import data as data_lib, sweeps, train
+from vae_jax import data as data_lib, sweeps, trainer
 
 
 def main():
@@ -50,8 +50,8 @@ def main():
                              train_labels=ds.train_labels[:args.max_train])
 
   with tempfile.TemporaryDirectory() as tmp:
-    vec = train.train_group(members, [f"{tmp}/v{i}" for i in range(len(members))], dataset=ds)
-    seq = [train.train_group([c], [f"{tmp}/s{i}"], dataset=ds)[0] for i, c in enumerate(members)]
+    vec = trainer.train_group(members, [f"{tmp}/v{i}" for i in range(len(members))], dataset=ds)
+    seq = [trainer.train_group([c], [f"{tmp}/s{i}"], dataset=ds)[0] for i, c in enumerate(members)]
 
   vec_s = vec[0]["train/seconds"]
   one_s = seq[0]["train/seconds"]

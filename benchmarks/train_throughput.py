@@ -27,19 +27,19 @@ Method. It runs `launch.py` twice as a subprocess, each time with a fresh workdi
      more than 1 s); `warm_compile_cache_hits` counts the programs run 2 loaded.
 
 "Launch to first step" is the time from starting the child to the stderr line `Finished XLA
-compilation of jit(epoch_fn)`: `train.py` calls the compiled epoch directly after that
+compilation of jit(epoch_fn)`: `trainer.py` calls the compiled epoch directly after that
 `.compile()`, so the first training step starts at that moment (within milliseconds: the
 progress bar is created in between). JAX logs that line whether the executable was compiled
 or loaded from the cache. The same log gives trace/lower/compile seconds of the epoch program.
 
-Steady-state throughput comes from the warm run's `metrics.jsonl`: `train.py` times each epoch
+Steady-state throughput comes from the warm run's `metrics.jsonl`: `trainer.py` times each epoch
 as the compiled call plus `device_get` of its metrics (evaluation, checkpoints and logging are
 outside that interval), so `train/examples_per_s` per epoch is the training rate; the median
 over the epochs is reported, with every epoch's value alongside. For a sweep of M members
 that is each member's rate (every member sees the whole split each epoch), and
 `examples_per_s` counts the examples of all members: M times that.
 
-Peak memory comes from the warm run's `results.json` (`train.memory_stats`): where the device
+Peak memory comes from the warm run's `results.json` (`trainer.memory_stats`): where the device
 counts it (`device.memory_stats()["peak_bytes_in_use"]`: GPU, TPU) that is `peak_memory_bytes`;
 on CPU, whose device memory is the process's own, it is the training process's peak resident
 memory (max RSS, which includes the Python runtime, the host copy of the data and JAX itself).
@@ -91,7 +91,7 @@ def _parse_value(text: str):
 def _load_config(args):
   """The config the launches train (batch size and overrides applied), and its sweep members'
   (name, config) pairs with --sweep, else [("", config)]."""
-  from vae_jax import objectives, sweeps, train  # pylint: disable=g-import-not-at-top
+  from vae_jax import objectives, sweeps, trainer  # pylint: disable=g-import-not-at-top
   module = sweeps.load_module(str(ROOT / args.config))
   overrides = dict(kv.split("=", 1) for kv in args.override)
   if args.batch_size:
@@ -104,27 +104,28 @@ def _load_config(args):
   if not sweep:
     raise SystemExit(f"error: --sweep but {args.config} defines no get_sweep()")
   members = [(name, c) for name, _, c in sweeps.expand(config, sweep)]
-  if len({train.group_key(c) for _, c in members}) != 1:
+  if len({trainer.group_key(c) for _, c in members}) != 1:
     raise SystemExit(f"error: the sweep of {args.config} is not one vectorised group (its members "
                      "differ in more than " + ", ".join(objectives.vectorised_fields(config)) + ")")
   return config, members
 
 
 def flops_per_example(config, image_shape) -> float | None:
-  """Model FLOPs of one training example (forward + backward) of an AE/VAE with one stochastic
-  layer, MLP or conv (dense layers and convolutions; elementwise work not counted); None for
-  two stochastic layers."""
+  """Model FLOPs of one training example (forward + backward) of an AE or a VAE, MLP or conv
+  (dense layers and convolutions; elementwise work not counted); None for the other families
+  (the two-layer VAE's top MLPs, the VampPrior's pseudo-inputs encoded every step)."""
+  from vae_jax import models  # pylint: disable=g-import-not-at-top
   m = config.model
-  if m.stochastic_layers != 1:
+  family = models.family_of(m)
+  if family.name not in ("ae", "vae"):
     return None
   d = math.prod(image_shape)
-  enc_out = (2 if m.name == "vae" else 1) * m.latent_dim
+  enc_out = (2 if family.stochastic else 1) * m.latent_dim
   if m.architecture == "mlp":
     enc = [d, *m.hidden_sizes, enc_out]
     dec = [m.latent_dim, *reversed(tuple(m.hidden_sizes)), d]
     conv_macs = []
-  else:  # SAME stride-2 convolutions down, transposed back up (vae_jax/models.py)
-    from vae_jax import models  # pylint: disable=g-import-not-at-top
+  else:  # SAME stride-2 convolutions down, transposed back up (vae_jax/models/layers.py)
     sizes = models.conv_shapes(image_shape, m.conv_channels)  # spatial size after each layer
     chans = [image_shape[-1], *m.conv_channels]
     k2 = m.kernel_size ** 2
@@ -212,9 +213,10 @@ def _memory(results: dict) -> dict:
 def torch_model(config) -> str | None:
   """Which model of torch_baseline.py trains what `config` trains: "mlp" (the core MLP VAE of
   configs/mnist_vae.py), "conv" (the conv VAE of configs/mnist_conv.py), or None."""
+  from vae_jax import models  # pylint: disable=g-import-not-at-top
   m = config.model
-  same_setup = (m.name == "vae" and m.latent_dim == 20 and m.activation == "relu"
-                and m.likelihood == "bernoulli" and m.stochastic_layers == 1
+  same_setup = (models.family_name(m) == "vae" and m.latent_dim == 20 and m.activation == "relu"
+                and m.likelihood == "bernoulli"
                 and config.data.name == "mnist" and config.data.binarization == "dynamic"
                 and config.data.corruption == "none" and config.optimizer.name == "adam"
                 and config.optimizer.grad_clip_norm == 0 and config.lr_schedule == "constant"

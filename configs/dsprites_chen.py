@@ -28,8 +28,10 @@ from configs import dsprites_vae
 BETA = 6.0
 MEMBERS = {
     "beta_vae": {"objective": "elbo", "beta": BETA},
-    "tcvae_mss": {"objective": "beta_tcvae", "tcvae_beta": BETA, "tcvae_estimator": "mss"},
-    "tcvae_mws": {"objective": "beta_tcvae", "tcvae_beta": BETA, "tcvae_estimator": "mws"},
+    "tcvae_mss": {"objective": "beta_tcvae", "beta_tcvae.beta": BETA,
+                  "beta_tcvae.estimator": "mss"},
+    "tcvae_mws": {"objective": "beta_tcvae", "beta_tcvae.beta": BETA,
+                  "beta_tcvae.estimator": "mws"},
 }
 VARIANTS = ("cpu",)
 
@@ -44,8 +46,8 @@ def get_config(variant: str | None = None):
   c.model.likelihood = "bernoulli"
   c.objective = "beta_tcvae"
   c.beta = 1.0
-  c.tcvae_alpha, c.tcvae_beta, c.tcvae_gamma = 1.0, BETA, 1.0
-  c.tcvae_estimator = "mss"
+  c.beta_tcvae.alpha, c.beta_tcvae.beta, c.beta_tcvae.gamma = 1.0, BETA, 1.0
+  c.beta_tcvae.estimator = "mss"
   c.optimizer.name = "adam"
   c.learning_rate = 1e-3
   c.batch_size = 2048

@@ -4,7 +4,8 @@
     python launch.py --config configs/dsprites_locatello.py:dip_vae_i --workdir runs/locatello/dip_vae_i \
         --config.num_seeds=5
     python launch.py --config configs/dsprites_locatello.py --workdir runs/locatello   # every family
-    python launch.py --config configs/dsprites_locatello.py:beta_tcvae --member='tcvae_beta=6' ...
+    python launch.py --config configs/dsprites_locatello.py:beta_tcvae \
+        --member='beta_tcvae.beta=6' ...
 
 The setup of their `unsupervised_study_v1` (model_configs and shared gin): a convolutional
 encoder of four 4x4 stride-2 layers with 32, 32, 64, 64 channels and a dense layer of 256 units,
@@ -20,15 +21,16 @@ layers of 1,000 leaky-ReLU units, Adam 1e-4 with b1 0.5, b2 0.9.
 from configs import dsprites_vae
 
 # Family -> (config.objective, fixed fields, the swept field, its six values), from
-# disentanglement_lib's config/unsupervised_study_v1/sweep.py.
+# disentanglement_lib's config/unsupervised_study_v1/sweep.py (dotted config keys).
 FAMILIES = {
     "beta_vae": ("elbo", {}, "beta", (1.0, 2.0, 4.0, 6.0, 8.0, 16.0)),
-    "annealed_vae": ("annealed_vae", {"annealed_gamma": 1000.0, "annealed_capacity_steps": 100_000},
-                     "annealed_capacity_max", (5.0, 10.0, 25.0, 50.0, 75.0, 100.0)),
-    "factor_vae": ("factor_vae", {}, "factor_gamma", (10.0, 20.0, 30.0, 40.0, 50.0, 100.0)),
-    "beta_tcvae": ("beta_tcvae", {}, "tcvae_beta", (1.0, 2.0, 4.0, 6.0, 8.0, 10.0)),
-    "dip_vae_i": ("dip_vae_i", {}, "dip_lambda_od", (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)),
-    "dip_vae_ii": ("dip_vae_ii", {}, "dip_lambda_od", (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)),
+    "annealed_vae": ("annealed_vae",
+                     {"annealed_vae.gamma": 1000.0, "annealed_vae.capacity_steps": 100_000},
+                     "annealed_vae.capacity_max", (5.0, 10.0, 25.0, 50.0, 75.0, 100.0)),
+    "factor_vae": ("factor_vae", {}, "factor_vae.gamma", (10.0, 20.0, 30.0, 40.0, 50.0, 100.0)),
+    "beta_tcvae": ("beta_tcvae", {}, "beta_tcvae.beta", (1.0, 2.0, 4.0, 6.0, 8.0, 10.0)),
+    "dip_vae_i": ("dip_vae_i", {}, "dip_vae.lambda_od", (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)),
+    "dip_vae_ii": ("dip_vae_ii", {}, "dip_vae.lambda_od", (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)),
 }
 
 
@@ -50,8 +52,7 @@ def get_config(family: str | None = None):
   if family is not None:
     objective, fixed, _, _ = _family(family)
     c.objective = objective
-    for k, v in fixed.items():
-      c[k] = v
+    c.update_from_flattened_dict(fixed)  # dotted keys
   return c
 
 
@@ -72,7 +73,7 @@ def get_sweep(family: str | None = None):
       name = f"{field}={v:g}" if family is not None else f"{f},{field}={v:g}"
       members[name] = {"objective": objective, **fixed, field: v}
       if f == "dip_vae_ii":  # lambda_d = lambda_od for DIP-VAE-II, 10 lambda_od for DIP-VAE-I
-        members[name]["dip_lambda_d"] = v
+        members[name]["dip_vae.lambda_d"] = v
       elif f == "dip_vae_i":
-        members[name]["dip_lambda_d"] = 10.0 * v
+        members[name]["dip_vae.lambda_d"] = 10.0 * v
   return members

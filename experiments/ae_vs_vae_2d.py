@@ -49,7 +49,7 @@ def main():
   written = []
   if set(models) == {"ae", "vae"}:
     written.append(figures.save_ae_vs_vae(out / "ae_vs_vae.png", models["ae"], models["vae"],
-                                          ds.test_images, ds.test_labels))
+                                          ds.test_images, ds.test_labels, dataset_name=ds.name))
   else:
     print(f"ae_vs_vae.png skipped: no finished 2-D {({'ae', 'vae'} - set(models)).pop()}",
           file=sys.stderr)

@@ -32,14 +32,16 @@ def main():
   import numpy as np  # pylint: disable=g-import-not-at-top  (after training: keep it fast)
   from vae_jax.analysis import probes  # pylint: disable=g-import-not-at-top
   from vae_jax.figures.grids import plt  # pylint: disable=g-import-not-at-top
+  from vae_jax import models  # pylint: disable=g-import-not-at-top
   from vae_jax.tools import encode  # pylint: disable=g-import-not-at-top
 
   runs = {}
   for path, config in _common.finished_runs(args.workdir):
-    if config.model.name not in KINDS:
+    family = models.family_name(config.model)  # a two-layer VAE saved as "vae" is not one
+    if family not in KINDS:
       print(f"skipped {path}: not an AE or VAE", file=sys.stderr)
       continue
-    runs[config.model.name, int(config.model.latent_dim)] = (path, config)
+    runs[family, int(config.model.latent_dim)] = (path, config)
   if not runs:
     _common.fail(f"{args.workdir} holds no finished AE or VAE")
   dims = sorted({d for _, d in runs})

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 
 from tests.helpers import fake_dataset, final_params, tiny_config
-from vae_jax import train
+from vae_jax import trainer
 
 
 def main(out, workdir, num_members=1, objectives="elbo"):
@@ -24,7 +24,7 @@ def main(out, workdir, num_members=1, objectives="elbo"):
                            beta=1.0 + m if objective == "elbo" else 1.0)
                for m in range(num_members)]
     dirs = [f"{workdir}/{objective}_m{m}" for m in range(num_members)]
-    results = train.train_group(configs, dirs, dataset=ds)
+    results = trainer.train_group(configs, dirs, dataset=ds)
     for m, (c, r, d) in enumerate(zip(configs, results, dirs)):
       for i, leaf in enumerate(final_params(c, d, ds)):
         arrays[f"{objective}_m{m}_p{i}"] = leaf

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 
 from configs import default
-from vae_jax import checkpoints, models, optim
+from vae_jax import checkpoints, models, objectives, optim
 from vae_jax import data as data_lib
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -61,7 +61,8 @@ def fake_dataset(n_train=128, n_test=40, shape=(8, 8, 1), binarization="dynamic"
 
 def final_params(config, workdir, dataset):
   """The parameters saved in the workdir's latest checkpoint, as numpy leaves."""
-  _, params, _ = models.init_params(config, dataset.image_shape)
+  _, params, _ = models.init_params(config, dataset.image_shape,
+                                    objectives.OBJECTIVES[config.objective].modules)
   tx = optim.transform(config)
   ckpt = checkpoints.Checkpointer(workdir, 2)
   p, _ = ckpt.restore(ckpt.latest_epoch(), params, tx.init(params))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import fake_dataset, tiny_config
-from vae_jax import data as data_lib, decoder_likelihoods, objectives, train, workdir
+from vae_jax import data as data_lib, decoder_likelihoods, objectives, trainer, workdir
 from vae_jax.analysis import anomaly
 
 
@@ -48,7 +48,7 @@ def trained(tmp_path_factory):
     path = tmp_path_factory.mktemp(kind)
     config = tiny_config(num_epochs=8, learning_rate=1e-2, **{
         "model.name": kind, "data.binarization": "static", "data.exclude_labels": (3,)})
-    train.train_group([config], [path], dataset=ds_train)
+    trainer.train_group([config], [path], dataset=ds_train)
     models[kind] = workdir.load_run(path, dataset=ds_train)[1]
   return ds, models
 
@@ -86,5 +86,5 @@ def test_held_out_prototype_is_detected(trained):
   for model in models.values():
     s = anomaly.scores(model, ds.test_images)
     auc = anomaly.auroc(s, held_out)
-    assert auc > 0.9, (model.kind, auc)
+    assert auc > 0.9, (model.name, auc)
     assert auc == pytest.approx(brute_force_auroc(s, held_out))

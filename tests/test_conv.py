@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from tests.helpers import fake_dataset, tiny_config
-from vae_jax import models, train, validate, workdir
+from vae_jax import models, trainer, validate, workdir
 from vae_jax.errors import UserError
 
 
@@ -66,7 +66,7 @@ def test_conv_trains_on_32x32x3_fake_data(tmp_path):
   ds = fake_dataset(n_train=128, n_test=32, shape=(32, 32, 3), binarization="static")
   config = _conv_config(num_epochs=3, learning_rate=3e-3, write_figures=True,
                         **{"data.binarization": "static"})
-  res = train.train_group([config], [tmp_path], dataset=ds)[0]
+  res = trainer.train_group([config], [tmp_path], dataset=ds)[0]
   rows = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert rows[-1]["train/loss"] < rows[0]["train/loss"]
   assert np.isfinite(res["test/neg_elbo"])
@@ -87,7 +87,8 @@ def test_conv_settings_are_validated():
 _ADDED_LATER = ("model.conv_channels", "model.kernel_size", "data.corruption",
                 "data.corruption_level", "data.exclude_labels", "objective",
                 "num_importance_samples", "model.stochastic_layers", "model.top_latent_dim",
-                "model.top_hidden_sizes", "dtype")
+                "model.top_hidden_sizes", "dtype", "model.vampprior_components",
+                "model.vampprior_init_mean", "model.vampprior_init_std")
 
 
 def test_runs_saved_before_the_new_fields_still_load_and_resume(tmp_path):

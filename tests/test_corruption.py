@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from tests.helpers import fake_dataset, tiny_config, write_fake_cache
-from vae_jax import data as data_lib, models, objectives, rng, train, validate
+from vae_jax import data as data_lib, models, objectives, rng, trainer, validate
 from vae_jax.data import corruption
 from vae_jax.errors import UserError
 from tests.helpers import final_params
@@ -64,7 +64,7 @@ def test_training_step_is_the_corrupted_input_against_the_clean_target(tmp_path)
   config = tiny_config(num_epochs=1, batch_size=n, learning_rate=lr, **{
       "model.name": "ae", "data.binarization": "static", "data.corruption": "salt_and_pepper",
       "data.corruption_level": 0.5, "optimizer.name": "sgd", "optimizer.b1": 0.0})
-  train.train_group([config], [tmp_path], dataset=ds)
+  trainer.train_group([config], [tmp_path], dataset=ds)
   logged = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])["train/loss"]
   trained = final_params(config, tmp_path, ds)
 
@@ -100,12 +100,12 @@ def test_corruption_has_its_own_stream(tmp_path):
   ds = fake_dataset()
   plain = tiny_config()
   noop = tiny_config(**{"data.corruption": "mask", "data.corruption_level": 0.0})
-  train.train_group([plain], [tmp_path / "a"], dataset=ds)
-  train.train_group([noop], [tmp_path / "b"], dataset=ds)
+  trainer.train_group([plain], [tmp_path / "a"], dataset=ds)
+  trainer.train_group([noop], [tmp_path / "b"], dataset=ds)
   for a, b in zip(final_params(plain, tmp_path / "a", ds), final_params(noop, tmp_path / "b", ds)):
     np.testing.assert_array_equal(a, b)
   real = tiny_config(**{"data.corruption": "mask", "data.corruption_level": 0.5})
-  train.train_group([real], [tmp_path / "c"], dataset=ds)
+  trainer.train_group([real], [tmp_path / "c"], dataset=ds)
   assert not all(np.array_equal(a, c) for a, c in zip(
       final_params(plain, tmp_path / "a", ds), final_params(real, tmp_path / "c", ds)))
 

@@ -14,7 +14,7 @@ from jax.scipy import stats
 from ml_collections import config_dict
 
 from configs import default
-from vae_jax import models, objectives, train, validate
+from vae_jax import models, objectives, trainer, validate
 from vae_jax.errors import UserError
 from vae_jax.objectives import dip_vae
 from tests.helpers import (TINY_CONFIG_FILE, fake_dataset, final_params, launch, tiny_config,
@@ -24,9 +24,9 @@ NEW = ("annealed_vae", "beta_tcvae", "dip_vae_i", "dip_vae_ii")
 
 
 def _model(latent=3):
-  return models.AutoEncoder(kind="vae", architecture="mlp", image_shape=(4, 4, 1), latent_dim=latent,
-                            hidden_sizes=(8,), activation="relu", likelihood="bernoulli", scale=0.1,
-                            learn_scale=False, rngs=nnx.Rngs(0))
+  return models.VAE(architecture="mlp", image_shape=(4, 4, 1), latent_dim=latent,
+                    hidden_sizes=(8,), activation="relu", likelihood="bernoulli", scale=0.1,
+                    learn_scale=False, rngs=nnx.Rngs(0))
 
 
 def _batch(b=6, latent=3, seed=0):
@@ -36,7 +36,8 @@ def _batch(b=6, latent=3, seed=0):
 
 
 def _hp(**overrides):
-  """Every objective's member fields at configs/default.py's values, then `overrides`."""
+  """Every objective's member fields at the default config's values, then `overrides` (dotted
+  names: `_hp(**{"beta_tcvae.beta": 4.0})`)."""
   c = default.get_config()
   fields = {f for o in objectives.OBJECTIVES.values() for f in o.hparams}
   return {**{f: float(c[f]) for f in fields}, **overrides}
@@ -73,9 +74,9 @@ def test_annealed_vae_at_zero_capacity_is_the_beta_vae_loss(gamma):
   x, eps = _batch()
   model = _model()
   for step in (0, 37, 10_000):
-    loss_a, m_a = objectives.loss_fn(model, x, x, eps, _hp(
-        annealed_gamma=gamma, annealed_capacity_max=0.0, annealed_capacity_steps=100), step,
-        "annealed_vae")
+    loss_a, m_a = objectives.loss_fn(model, x, x, eps, _hp(**{
+        "annealed_vae.gamma": gamma, "annealed_vae.capacity_max": 0.0,
+        "annealed_vae.capacity_steps": 100}), step, "annealed_vae")
     loss_e, m_e = objectives.loss_fn(model, x, x, eps, _hp(beta=gamma), step, "elbo")
     np.testing.assert_allclose(loss_a, loss_e, rtol=1e-6)
     for k in ("rec", "kl", "neg_elbo"):
@@ -88,21 +89,22 @@ def test_annealed_vae_at_zero_capacity_is_the_beta_vae_loss(gamma):
 def test_annealed_vae_capacity_rises_linearly_then_holds():
   x, eps = _batch()
   model = _model()
-  hp = _hp(annealed_gamma=3.0, annealed_capacity_max=10.0, annealed_capacity_steps=100)
+  hp = _hp(**{"annealed_vae.gamma": 3.0, "annealed_vae.capacity_max": 10.0,
+              "annealed_vae.capacity_steps": 100})
   for step, c in ((0, 0.0), (25, 2.5), (100, 10.0), (5000, 10.0)):
     loss, m = objectives.loss_fn(model, x, x, eps, hp, step, "annealed_vae")
     np.testing.assert_allclose(m["capacity"], c, rtol=1e-6)
     np.testing.assert_allclose(loss, m["rec"] + 3.0 * abs(float(m["kl"]) - c), rtol=1e-6)
   assert float(m["kl"]) < 2.5  # so steps 25+ are on the other side of |KL - C|: C > KL
   # 0 steps: the full capacity from the first step.
-  _, m = objectives.loss_fn(model, x, x, eps, {**hp, "annealed_capacity_steps": 0.0}, 0,
+  _, m = objectives.loss_fn(model, x, x, eps, {**hp, "annealed_vae.capacity_steps": 0.0}, 0,
                             "annealed_vae")
   assert float(m["capacity"]) == 10.0
   # Below the capacity, raising the KL lowers the loss: gradient descent lowers the posterior
   # variances below 1 (KL = sum 0.5 (sigma^2 - 1 - log sigma^2) grows as they fall).
-  grad = jax.grad(lambda lv: _stub_loss("annealed_vae", jnp.zeros((4, 2)), lv, annealed_gamma=1.0,
-                                        annealed_capacity_max=5.0,
-                                        annealed_capacity_steps=0)[0])(jnp.full((4, 2), -1.0))
+  grad = jax.grad(lambda lv: _stub_loss("annealed_vae", jnp.zeros((4, 2)), lv, **{
+      "annealed_vae.gamma": 1.0, "annealed_vae.capacity_max": 5.0,
+      "annealed_vae.capacity_steps": 0})[0])(jnp.full((4, 2), -1.0))
   assert jnp.all(grad > 0)
 
 
@@ -113,8 +115,8 @@ def test_annealed_vae_capacity_rises_linearly_then_holds():
 def test_beta_tcvae_terms_telescope_to_the_sampled_kl_and_weight_the_loss(estimator):
   x, eps = _batch(b=8)
   model = _model()
-  opts = {"tcvae_estimator": estimator}
-  ones = _hp(tcvae_alpha=1.0, tcvae_beta=1.0, tcvae_gamma=1.0)
+  opts = {"beta_tcvae.estimator": estimator}
+  ones = _hp(**{"beta_tcvae.alpha": 1.0, "beta_tcvae.beta": 1.0, "beta_tcvae.gamma": 1.0})
   loss1, m = objectives.loss_fn(model, x, x, eps, ones, 3, "beta_tcvae", dataset_size=100,
                                 options=opts)
   parts = float(m["index_code_mi"] + m["total_correlation"] + m["dimwise_kl"])
@@ -132,9 +134,9 @@ def test_beta_tcvae_terms_telescope_to_the_sampled_kl_and_weight_the_loss(estima
   # alpha = beta = gamma = 1: rec + the sampled KL, an estimate of the negative ELBO.
   np.testing.assert_allclose(loss1, m["rec"] + m["sampled_kl"], rtol=1e-6)
   # Each weight multiplies its own term.
-  loss2, m2 = objectives.loss_fn(model, x, x, eps, _hp(tcvae_alpha=2.0, tcvae_beta=5.0,
-                                                       tcvae_gamma=0.5), 3, "beta_tcvae",
-                                 dataset_size=100, options=opts)
+  loss2, m2 = objectives.loss_fn(model, x, x, eps, _hp(**{
+      "beta_tcvae.alpha": 2.0, "beta_tcvae.beta": 5.0, "beta_tcvae.gamma": 0.5}), 3,
+                                 "beta_tcvae", dataset_size=100, options=opts)
   np.testing.assert_allclose(loss2, m["rec"] + 2.0 * m["index_code_mi"]
                              + 5.0 * m["total_correlation"] + 0.5 * m["dimwise_kl"], rtol=1e-6)
   assert float(m2["total_correlation"]) == float(m["total_correlation"])
@@ -145,14 +147,15 @@ def test_beta_tcvae_estimator_option_reaches_the_loss():
   x, eps = _batch(b=8)
   model = _model()
   out = {e: objectives.loss_fn(model, x, x, eps, _hp(), 0, "beta_tcvae", dataset_size=1000,
-                               options={"tcvae_estimator": e})[1] for e in ("mss", "mws")}
+                               options={"beta_tcvae.estimator": e})[1] for e in ("mss", "mws")}
   # Same samples, so the same sampled KL; the split of it differs between the estimators.
   np.testing.assert_allclose(out["mss"]["sampled_kl"], out["mws"]["sampled_kl"], rtol=1e-6)
   assert abs(float(out["mss"]["index_code_mi"] - out["mws"]["index_code_mi"])) > 0.1
   # No options: the default estimator, "mss".
   _, m = objectives.loss_fn(model, x, x, eps, _hp(), 0, "beta_tcvae", dataset_size=1000)
   assert float(m["index_code_mi"]) == float(out["mss"]["index_code_mi"])
-  assert objectives.static_options(tiny_config(objective="beta_tcvae")) == {"tcvae_estimator": "mss"}
+  assert objectives.static_options(tiny_config(objective="beta_tcvae")) == {
+      "beta_tcvae.estimator": "mss"}
   assert objectives.static_options(tiny_config(objective="dip_vae_i")) == {}
   with pytest.raises(ValueError, match="dataset_size"):
     objectives.loss_fn(model, x, x, eps, _hp(), 0, "beta_tcvae")
@@ -174,8 +177,8 @@ def test_beta_tcvae_total_correlation_vanishes_for_a_factorised_aggregate_poster
   _, m_tied = _stub_loss("beta_tcvae", tied, logvar, eps, dataset_size=b)
   assert float(m_tied["total_correlation"]) > 0.5, m_tied["total_correlation"]
   # Its TC weight makes the difference in the loss.
-  l1, _ = _stub_loss("beta_tcvae", tied, logvar, eps, dataset_size=b, tcvae_beta=1.0)
-  l6, _ = _stub_loss("beta_tcvae", tied, logvar, eps, dataset_size=b, tcvae_beta=6.0)
+  l1, _ = _stub_loss("beta_tcvae", tied, logvar, eps, dataset_size=b, **{"beta_tcvae.beta": 1.0})
+  l6, _ = _stub_loss("beta_tcvae", tied, logvar, eps, dataset_size=b, **{"beta_tcvae.beta": 6.0})
   np.testing.assert_allclose(l6 - l1, 5.0 * m_tied["total_correlation"], rtol=1e-4)
 
 
@@ -195,7 +198,7 @@ def test_dip_penalties_vanish_at_identity_covariance_and_are_positive_otherwise(
   np.testing.assert_allclose(np.cov(white.T, bias=True), np.eye(z_dim), atol=1e-12)
   tiny_var = np.full((b, z_dim), -30.0)  # sigma^2 ~ 1e-13
   for od, d in ((10.0, 100.0), (1.0, 1.0)):
-    hp = {"dip_lambda_od": od, "dip_lambda_d": d}
+    hp = {"dip_vae.lambda_od": od, "dip_vae.lambda_d": d}
     # DIP-I: Cov[mu] = I whatever sigma; DIP-II: Cov[mu] + E[sigma^2] = I when sigma -> 0.
     _, m = _stub_loss("dip_vae_i", white, np.full((b, z_dim), 0.7), **hp)
     assert abs(float(m["dip_penalty"])) < 1e-6
@@ -250,8 +253,9 @@ def test_dip_vae_without_the_penalty_is_the_elbo_objective_with_its_knobs(object
   x, eps = _batch(b=8)
   model = _model()
   knobs = {"beta": 2.0, "kl_warmup_steps": 100.0, "free_bits": 0.3}
-  loss_d, _ = objectives.loss_fn(model, x, x, eps, _hp(dip_lambda_od=0.0, dip_lambda_d=0.0,
-                                                       **knobs), 40, objective)
+  loss_d, _ = objectives.loss_fn(model, x, x, eps, _hp(**{"dip_vae.lambda_od": 0.0,
+                                                         "dip_vae.lambda_d": 0.0}, **knobs),
+                                 40, objective)
   loss_e, _ = objectives.loss_fn(model, x, x, eps, _hp(**knobs), 40, "elbo")
   assert float(loss_d) == float(loss_e)
 
@@ -293,28 +297,30 @@ def _one_line_error(config, field):
 
 
 _BAD_VALUES = [
-    ("annealed_gamma", -1.0), ("annealed_gamma", "1000"), ("annealed_capacity_max", float("nan")),
-    ("annealed_capacity_max", -0.5), ("annealed_capacity_steps", 2.5),
-    ("annealed_capacity_steps", -3), ("annealed_capacity_steps", True),
-    ("tcvae_alpha", -0.1), ("tcvae_beta", "6"), ("tcvae_gamma", None),
-    ("tcvae_gamma", float("inf")), ("tcvae_estimator", "exact"), ("tcvae_estimator", 1),
-    ("dip_lambda_od", -1.0), ("dip_lambda_d", float("inf")), ("dip_lambda_d", [1.0]),
+    ("annealed_vae.gamma", -1.0), ("annealed_vae.gamma", "1000"),
+    ("annealed_vae.capacity_max", float("nan")), ("annealed_vae.capacity_max", -0.5),
+    ("annealed_vae.capacity_steps", 2.5), ("annealed_vae.capacity_steps", -3),
+    ("annealed_vae.capacity_steps", True),
+    ("beta_tcvae.alpha", -0.1), ("beta_tcvae.beta", "6"), ("beta_tcvae.gamma", None),
+    ("beta_tcvae.gamma", float("inf")), ("beta_tcvae.estimator", "exact"),
+    ("beta_tcvae.estimator", 1),
+    ("dip_vae.lambda_od", -1.0), ("dip_vae.lambda_d", float("inf")), ("dip_vae.lambda_d", [1.0]),
 ]
-_OWNER = {"annealed": "annealed_vae", "tcvae": "beta_tcvae", "dip": "dip_vae_ii"}
+_OWNER = {"annealed_vae": "annealed_vae", "beta_tcvae": "beta_tcvae", "dip_vae": "dip_vae_ii"}
 
 
 @pytest.mark.parametrize("field,bad", _BAD_VALUES)
 def test_bad_field_values_fail_with_one_line_whatever_the_objective(field, bad):
-  owner = _OWNER[field.split("_")[0]]
+  owner = _OWNER[field.split(".")[0]]
   for objective in ("elbo", owner):
     _one_line_error(_unsafe(tiny_config(objective=objective), **{field: bad}), field)
 
 
 @pytest.mark.parametrize("objective,overrides,field,words", [
-    ("annealed_vae", {"beta": 2.0}, "beta", "annealed_gamma"),
-    ("annealed_vae", {"kl_warmup_steps": 100}, "kl_warmup_steps", "annealed_gamma"),
+    ("annealed_vae", {"beta": 2.0}, "beta", "annealed_vae.gamma"),
+    ("annealed_vae", {"kl_warmup_steps": 100}, "kl_warmup_steps", "annealed_vae.gamma"),
     ("annealed_vae", {"free_bits": 0.5}, "free_bits", "annealed_vae"),
-    ("beta_tcvae", {"beta": 4.0}, "beta", "tcvae_beta"),
+    ("beta_tcvae", {"beta": 4.0}, "beta", "beta_tcvae.beta"),
     ("beta_tcvae", {"free_bits": 0.5}, "free_bits", "beta_tcvae"),
     ("beta_tcvae", {"batch_size": 1}, "batch_size", "at least 2"),
     ("dip_vae_i", {"batch_size": 1}, "batch_size", "at least 2"),
@@ -335,8 +341,8 @@ def test_the_training_step_uses_the_chosen_tcvae_estimator(tmp_path):
   ds = fake_dataset()
   out = {}
   for e in ("mss", "mws"):
-    c = tiny_config(num_epochs=1, objective="beta_tcvae", tcvae_estimator=e)
-    out[e] = train.train_group([c], [tmp_path / e], dataset=ds)[0]
+    c = tiny_config(num_epochs=1, objective="beta_tcvae", **{"beta_tcvae.estimator": e})
+    out[e] = trainer.train_group([c], [tmp_path / e], dataset=ds)[0]
   assert out["mss"]["train/index_code_mi"] != out["mws"]["train/index_code_mi"]
 
 
@@ -351,11 +357,13 @@ def test_dip_vae_keeps_the_elbo_knobs():
 # helpers' tiny sweep with one member of each disentangling objective, a checkpoint each epoch.
 _MEMBERS_FILE = TINY_CONFIG_FILE[:TINY_CONFIG_FILE.index("def get_sweep")].replace(
     '  c.wandb.mode', '  c.checkpoint_every_epochs = 1\n  c.wandb.mode') + '''def get_sweep():
-  return {{"annealed": {{"objective": "annealed_vae", "annealed_gamma": 5.0,
-                        "annealed_capacity_max": 3.0, "annealed_capacity_steps": 12}},
-          "tcvae": {{"objective": "beta_tcvae", "tcvae_beta": 4.0}},
-          "dip_i": {{"objective": "dip_vae_i", "dip_lambda_od": 2.0, "dip_lambda_d": 20.0}},
-          "dip_ii": {{"objective": "dip_vae_ii", "dip_lambda_od": 2.0, "dip_lambda_d": 2.0}}}}
+  return {{"annealed": {{"objective": "annealed_vae", "annealed_vae.gamma": 5.0,
+                        "annealed_vae.capacity_max": 3.0, "annealed_vae.capacity_steps": 12}},
+          "tcvae": {{"objective": "beta_tcvae", "beta_tcvae.beta": 4.0}},
+          "dip_i": {{"objective": "dip_vae_i", "dip_vae.lambda_od": 2.0,
+                    "dip_vae.lambda_d": 20.0}},
+          "dip_ii": {{"objective": "dip_vae_ii", "dip_vae.lambda_od": 2.0,
+                     "dip_vae.lambda_d": 2.0}}}}
 '''
 
 _OWN_METRICS = {"annealed": ("capacity",), "tcvae": ("index_code_mi", "total_correlation",
@@ -403,18 +411,23 @@ def test_each_objective_trains_from_the_launcher_and_resumes_bit_exactly(tmp_pat
 
 
 _GROUPS = {
-    "annealed_vae": [dict(annealed_gamma=2.0, annealed_capacity_max=1.0, annealed_capacity_steps=4),
-                     dict(annealed_gamma=10.0, annealed_capacity_max=5.0, annealed_capacity_steps=8),
-                     dict(annealed_gamma=50.0, annealed_capacity_max=0.0, annealed_capacity_steps=0)],
-    "beta_tcvae": [dict(tcvae_alpha=1.0, tcvae_beta=1.0, tcvae_gamma=1.0),
-                   dict(tcvae_alpha=1.0, tcvae_beta=6.0, tcvae_gamma=1.0),
-                   dict(tcvae_alpha=0.5, tcvae_beta=10.0, tcvae_gamma=2.0)],
-    "dip_vae_i": [dict(dip_lambda_od=1.0, dip_lambda_d=10.0),
-                  dict(dip_lambda_od=10.0, dip_lambda_d=100.0, beta=2.0),
-                  dict(dip_lambda_od=0.0, dip_lambda_d=0.0)],
-    "dip_vae_ii": [dict(dip_lambda_od=1.0, dip_lambda_d=1.0),
-                   dict(dip_lambda_od=20.0, dip_lambda_d=20.0, free_bits=0.2),
-                   dict(dip_lambda_od=50.0, dip_lambda_d=5.0)],
+    "annealed_vae": [
+        {"annealed_vae.gamma": 2.0, "annealed_vae.capacity_max": 1.0,
+         "annealed_vae.capacity_steps": 4},
+        {"annealed_vae.gamma": 10.0, "annealed_vae.capacity_max": 5.0,
+         "annealed_vae.capacity_steps": 8},
+        {"annealed_vae.gamma": 50.0, "annealed_vae.capacity_max": 0.0,
+         "annealed_vae.capacity_steps": 0}],
+    "beta_tcvae": [
+        {"beta_tcvae.alpha": 1.0, "beta_tcvae.beta": 1.0, "beta_tcvae.gamma": 1.0},
+        {"beta_tcvae.alpha": 1.0, "beta_tcvae.beta": 6.0, "beta_tcvae.gamma": 1.0},
+        {"beta_tcvae.alpha": 0.5, "beta_tcvae.beta": 10.0, "beta_tcvae.gamma": 2.0}],
+    "dip_vae_i": [{"dip_vae.lambda_od": 1.0, "dip_vae.lambda_d": 10.0},
+                  {"dip_vae.lambda_od": 10.0, "dip_vae.lambda_d": 100.0, "beta": 2.0},
+                  {"dip_vae.lambda_od": 0.0, "dip_vae.lambda_d": 0.0}],
+    "dip_vae_ii": [{"dip_vae.lambda_od": 1.0, "dip_vae.lambda_d": 1.0},
+                   {"dip_vae.lambda_od": 20.0, "dip_vae.lambda_d": 20.0, "free_bits": 0.2},
+                   {"dip_vae.lambda_od": 50.0, "dip_vae.lambda_d": 5.0}],
 }
 _GROUP_METRICS = {"annealed_vae": ("capacity",),
                   "beta_tcvae": ("index_code_mi", "total_correlation", "dimwise_kl"),
@@ -428,12 +441,12 @@ def test_vectorised_group_equals_its_members_run_alone(tmp_path, objective):
   configs = [tiny_config(objective=objective, num_epochs=1, kl_decomposition_points=0,
                          learning_rate=lr, seed=s, **hp)
              for hp, lr, s in zip(_GROUPS[objective], (1e-3, 3e-3, 1e-3), (0, 1, 2))]
-  together = train.train_group(configs, [tmp_path / f"v{i}" for i in range(3)], dataset=ds)
+  together = trainer.train_group(configs, [tmp_path / f"v{i}" for i in range(3)], dataset=ds)
   assert all(r["members_trained_together"] == 3 for r in together)
   keys = ("test/neg_elbo", "test/rec", "test/kl", "test/loss", "train/loss",
           *[f"train/{m}" for m in _GROUP_METRICS[objective]])
   for i, c in enumerate(configs):
-    alone = train.train_group([c], [tmp_path / f"s{i}"], dataset=ds)[0]
+    alone = trainer.train_group([c], [tmp_path / f"s{i}"], dataset=ds)[0]
     assert alone["members_trained_together"] == 1
     for k in keys:
       np.testing.assert_allclose(together[i][k], alone[k], rtol=1e-5, atol=1e-5, err_msg=k)
@@ -442,9 +455,8 @@ def test_vectorised_group_equals_its_members_run_alone(tmp_path, objective):
   # The members' own hyperparameters reached their losses.
   if objective == "annealed_vae":
     for r, hp in zip(together, _GROUPS[objective]):
-      want = np.mean([hp["annealed_capacity_max"] * (min(1, s / hp["annealed_capacity_steps"])
-                                                     if hp["annealed_capacity_steps"] else 1)
-                      for s in range(8)])
+      c_max, steps = hp["annealed_vae.capacity_max"], hp["annealed_vae.capacity_steps"]
+      want = np.mean([c_max * (min(1, s / steps) if steps else 1) for s in range(8)])
       np.testing.assert_allclose(r["train/capacity"], want, rtol=1e-6)
   else:
     assert len({round(r["train/loss"], 4) for r in together}) == 3

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import fake_dataset, final_params, tiny_config
-from vae_jax import models, objectives, optim, train, validate
+from vae_jax import models, objectives, optim, trainer, validate
 from vae_jax.errors import UserError
 from vae_jax.objectives import factor_vae
 
@@ -51,9 +51,9 @@ def test_permuting_keeps_each_marginal_and_breaks_the_dependence():
 
 @pytest.mark.slow
 def test_the_discriminator_is_part_of_the_model_with_its_own_optimizer():
-  c = tiny_config(objective="factor_vae", factor_discriminator_sizes=(16, 16))
+  c = tiny_config(objective="factor_vae", **{"factor_vae.discriminator_sizes": (16, 16)})
   validate.validate(c)
-  _, params, _ = models.init_params(c, (8, 8, 1))
+  _, params, _ = models.init_params(c, (8, 8, 1), objectives.OBJECTIVES[c.objective].modules)
   assert "discriminator" in params
   _, plain, _ = models.init_params(tiny_config(), (8, 8, 1))
   for k in plain:  # the VAE's own parameters are those of a run without a discriminator
@@ -62,7 +62,7 @@ def test_the_discriminator_is_part_of_the_model_with_its_own_optimizer():
   state = tx.init(params)
   grads = jax.tree.map(jnp.ones_like, params)
   updates, _ = tx.update(grads, state, params)
-  hp = {"learning_rate": 1e-3, "factor_discriminator_learning_rate": 1e-4}
+  hp = {"learning_rate": 1e-3, "factor_vae.discriminator_learning_rate": 1e-4}
   new = optim.apply_update(params, updates, optim.step_sizes(c, hp, 1.0))
   step_of = lambda k: float(jnp.max(jnp.abs(jax.tree.leaves(new[k])[0] - jax.tree.leaves(params[k])[0])))
   assert step_of("discriminator") == pytest.approx(1e-4, rel=1e-3)  # Adam's first step: lr
@@ -71,16 +71,18 @@ def test_the_discriminator_is_part_of_the_model_with_its_own_optimizer():
 
 @pytest.mark.slow
 def test_loss_gradients_reach_each_part_only_from_its_own_loss():
-  c = tiny_config(objective="factor_vae", factor_discriminator_sizes=(16,), factor_gamma=5.0)
-  graphdef, params, rest = models.init_params(c, (8, 8, 1))
+  c = tiny_config(objective="factor_vae", **{"factor_vae.discriminator_sizes": (16,),
+                                             "factor_vae.gamma": 5.0})
+  graphdef, params, rest = models.init_params(c, (8, 8, 1),
+                                              objectives.OBJECTIVES[c.objective].modules)
   x = (jax.random.uniform(jax.random.key(0), (32, 8, 8, 1)) < 0.5).astype(jnp.float32)
   eps = jax.random.normal(jax.random.key(1), (32, 4))
-  hp = {"beta": 1.0, "factor_gamma": 5.0, "factor_discriminator_learning_rate": 1e-4}
+  hp = {"beta": 1.0, "factor_vae.gamma": 5.0, "factor_vae.discriminator_learning_rate": 1e-4}
 
   def total(p, gamma_scale=1.0, with_disc=True):
     from flax import nnx  # pylint: disable=g-import-not-at-top
     m = nnx.merge(graphdef, p, rest)
-    loss, metrics = objectives.loss_fn(m, x, x, eps, {**hp, "factor_gamma": 5.0 * gamma_scale},
+    loss, metrics = objectives.loss_fn(m, x, x, eps, {**hp, "factor_vae.gamma": 5.0 * gamma_scale},
                                        0, "factor_vae", key=jax.random.key(2))
     return loss if with_disc else metrics["loss"]
 
@@ -95,10 +97,11 @@ def test_loss_gradients_reach_each_part_only_from_its_own_loss():
 
 
 def test_bad_factor_vae_settings_fail_with_one_line():
-  for overrides, field in (({"factor_gamma": -1.0}, "factor_gamma"),
-                           ({"factor_discriminator_learning_rate": 0.0},
-                            "factor_discriminator_learning_rate"),
-                           ({"factor_discriminator_sizes": ()}, "factor_discriminator_sizes"),
+  for overrides, field in (({"factor_vae.gamma": -1.0}, "factor_vae.gamma"),
+                           ({"factor_vae.discriminator_learning_rate": 0.0},
+                            "factor_vae.discriminator_learning_rate"),
+                           ({"factor_vae.discriminator_sizes": ()},
+                            "factor_vae.discriminator_sizes"),
                            ({"beta": 2.0}, "beta"), ({"batch_size": 1}, "batch_size")):
     with pytest.raises(UserError, match=field):
       validate.validate(tiny_config(objective="factor_vae", **overrides))
@@ -107,12 +110,12 @@ def test_bad_factor_vae_settings_fail_with_one_line():
 @pytest.mark.slow
 def test_factor_vae_trains_resumes_bit_exactly_and_vectorises(tmp_path):
   ds = fake_dataset()
-  small = {"objective": "factor_vae", "factor_discriminator_sizes": (16, 16)}
+  small = {"objective": "factor_vae", "factor_vae.discriminator_sizes": (16, 16)}
   straight = tiny_config(num_epochs=2, **small)
   first = tiny_config(num_epochs=1, **small)
-  a = train.train_group([straight], [tmp_path / "a"], dataset=ds)[0]
-  train.train_group([first], [tmp_path / "b"], dataset=ds)
-  b = train.train_group([tiny_config(num_epochs=2, **small)], [tmp_path / "b"], dataset=ds)[0]
+  a = trainer.train_group([straight], [tmp_path / "a"], dataset=ds)[0]
+  trainer.train_group([first], [tmp_path / "b"], dataset=ds)
+  b = trainer.train_group([tiny_config(num_epochs=2, **small)], [tmp_path / "b"], dataset=ds)[0]
   for pa, pb in zip(final_params(straight, tmp_path / "a", ds),
                     final_params(straight, tmp_path / "b", ds)):
     np.testing.assert_array_equal(pa, pb)
@@ -120,10 +123,11 @@ def test_factor_vae_trains_resumes_bit_exactly_and_vectorises(tmp_path):
   assert 0.0 <= a["train/discriminator_accuracy"] <= 1.0
   # Three members differing in gamma, the discriminator's learning rate and the seed train as
   # one vmapped program to what each reaches alone.
-  members = [tiny_config(num_epochs=1, seed=s, factor_gamma=g, factor_discriminator_learning_rate=lr,
+  members = [tiny_config(num_epochs=1, seed=s, **{"factor_vae.gamma": g,
+                                                  "factor_vae.discriminator_learning_rate": lr},
                          **small) for s, g, lr in ((0, 5.0, 1e-4), (1, 20.0, 1e-3), (2, 40.0, 3e-4))]
-  group = train.train_group(members, [tmp_path / f"g{i}" for i in range(3)], dataset=ds)
+  group = trainer.train_group(members, [tmp_path / f"g{i}" for i in range(3)], dataset=ds)
   for i, c in enumerate(members):
-    alone = train.train_group([c], [tmp_path / f"s{i}"], dataset=ds)[0]
+    alone = trainer.train_group([c], [tmp_path / f"s{i}"], dataset=ds)[0]
     for k in ("train/loss", "train/total_correlation", "test/neg_elbo"):
       np.testing.assert_allclose(group[i][k], alone[k], rtol=1e-5, atol=1e-5)

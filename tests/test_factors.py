@@ -98,11 +98,36 @@ def test_model_metrics_are_the_nine_scores_and_chens_mig_in_unit_range():
     assert 0.0 <= m[f"disentanglement/{n}"] <= 1.0, n
   assert m["disentanglement/sample_scale"] == 0.02
   assert m["disentanglement/mig_chen_seconds"] <= m["disentanglement/seconds"]
-  # An AE has no q(z|x): the nine scores, and no mig_chen key at all.
+  assert m["not_computed"] == {}  # two factors, three units: every metric is defined
+  # An AE has no q(z|x): the nine scores, and no mig_chen key at all, but its reason.
   ae = models.from_config(tiny_config(**{"model.name": "ae", "model.latent_dim": 3}).model,
                           (8, 8, 1), nnx.Rngs(0))
   m = factors_lib.disentanglement_metrics(ae, ds, seed=0, sample_scale=0.02)
   assert "disentanglement/mig_chen" not in m and 0.0 <= m["disentanglement/mig"] <= 1.0
+  assert list(m["not_computed"]) == ["disentanglement/mig_chen"]
+  assert "q(z|x)" in m["not_computed"]["disentanglement/mig_chen"]
+
+
+@pytest.mark.slow
+def test_a_one_factor_run_reports_no_undefined_metric_and_says_why(tmp_path, capsys):
+  # The fake data's one factor is a 10-valued label, as MNIST's: the β-VAE and FactorVAE
+  # scores, DCI disentanglement and modularity would be 1 whatever the code (one class / one
+  # factor to spread over); the run writes no number for them, and says why.
+  from tests.helpers import fake_dataset  # pylint: disable=g-import-not-at-top
+  from vae_jax import trainer  # pylint: disable=g-import-not-at-top
+  config = tiny_config(num_epochs=1, eval_disentanglement=True, disentanglement_sample_scale=0.05)
+  trainer.train_group([config], [tmp_path / "run"], dataset=fake_dataset())
+  res = json.loads((tmp_path / "run" / "results.json").read_text())
+  undefined = [f"disentanglement/{k}" for k in ("beta_vae", "factor_vae", "dci_disentanglement",
+                                                "modularity")]
+  for k in ("mig", "mig_chen", "dci_completeness", "dci_informativeness", "sap", "explicitness"):
+    assert 0.0 <= res[f"disentanglement/{k}"] <= 1.0, k
+  assert not set(undefined) & set(res)
+  assert res["not_computed"] == {k: "needs at least 2 factors; 'fake' has 1 (label)"
+                                 for k in undefined}
+  out = capsys.readouterr().out
+  for k in undefined:
+    assert f"{tmp_path / 'run'}: {k} not computed: needs at least 2 factors" in out
 
 
 def test_traversal_rows_move_one_unit_each():
@@ -242,12 +267,12 @@ def test_a_tfds_factor_dataset_without_a_test_split_tests_on_a_fixed_subset(tmp_
 
 
 def test_study_configs_are_one_vectorised_group_per_family():
-  from vae_jax import sweeps, train, validate  # pylint: disable=g-import-not-at-top
+  from vae_jax import sweeps, trainer, validate  # pylint: disable=g-import-not-at-top
   from vae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
   beta = sweeps.load_module(str(ROOT / "configs" / "dsprites_beta.py"))
   members = sweeps.expand(beta.get_config(), sweeps.sweep_of(beta))
   assert [o["beta"] for _, o, _ in members] == [1.0, 2.0, 4.0, 6.0, 8.0, 16.0]
-  assert len({train.group_key(c) for _, _, c in members}) == 1
+  assert len({trainer.group_key(c) for _, _, c in members}) == 1
   study = sweeps.load_module(str(ROOT / "configs" / "dsprites_locatello.py"))
   for family in study.FAMILIES:
     config = study.get_config(family)
@@ -256,10 +281,10 @@ def test_study_configs_are_one_vectorised_group_per_family():
     for _, _, c in members:
       validate.validate(c)
       assert c.model.conv_channels == (32, 32, 64, 64) and c.batch_size == 64
-    assert len({train.group_key(c) for _, _, c in members}) == 1, family
+    assert len({trainer.group_key(c) for _, _, c in members}) == 1, family
   dip = sweeps.sweep_of(study, "dip_vae_i")
-  assert all(m["dip_lambda_d"] == 10 * m["dip_lambda_od"] for m in dip.values())
-  assert all(m["dip_lambda_d"] == m["dip_lambda_od"]
+  assert all(m["dip_vae.lambda_d"] == 10 * m["dip_vae.lambda_od"] for m in dip.values())
+  assert all(m["dip_vae.lambda_d"] == m["dip_vae.lambda_od"]
              for m in sweeps.sweep_of(study, "dip_vae_ii").values())
   with pytest.raises(UserError, match="not a model family"):
     sweeps.sweep_of(study, "vq_vae")

@@ -14,10 +14,10 @@ from vae_jax.figures import sweeps as sweep_figures
 
 
 def _tiny(kind, latent_dim=2):
-  return models.AutoEncoder(kind=kind, architecture="mlp", image_shape=(6, 6, 1),
-                            latent_dim=latent_dim, hidden_sizes=(8,), activation="tanh",
-                            likelihood="bernoulli", scale=1.0, learn_scale=False,
-                            rngs=nnx.Rngs(0))
+  return models.FAMILIES[kind](architecture="mlp", image_shape=(6, 6, 1),
+                               latent_dim=latent_dim, hidden_sizes=(8,), activation="tanh",
+                               likelihood="bernoulli", scale=1.0, learn_scale=False,
+                               rngs=nnx.Rngs(0))
 
 
 def _data(n=60):
@@ -161,6 +161,55 @@ def test_disentanglement_against_beta_figure(tmp_path):
     sweep_figures.plot_metrics_against([{"beta": 1.0}], tmp_path / "e.png")
 
 
+def _drawn(tmp_path, rows, keys):
+  return sorted(p.split("/")[-1] for p in sweep_figures.sweep_figures(tmp_path, rows, keys))
+
+
+def test_sweep_figures_are_chosen_from_one_table(tmp_path):
+  assert [f.name for f in sweep_figures.SWEEP_FIGURES] == [
+      "rate_distortion", "disentanglement", "latent_size", "ae_vs_vae"]
+  beta = [{**r, "member": r["workdir"], "status": "finished",
+           "disentanglement/mig_chen": 0.1 * r["beta"]} for r in _rows()]
+  assert _drawn(tmp_path, beta, ["beta", "seed"]) == ["disentanglement.png",
+                                                      "rate_distortion.png"]
+  # Without any registered metric in the rows, no disentanglement figure; with two swept keys
+  # neither (there is no one value to put on its x axis).
+  plain = [{k: v for k, v in r.items() if "disentanglement" not in k} for r in beta]
+  assert _drawn(tmp_path, plain, ["beta"]) == ["rate_distortion.png"]
+  assert _drawn(tmp_path, beta, ["beta", "learning_rate"]) == ["rate_distortion.png"]
+  sizes = [{"member": f"{k}{d}", "status": "finished", "model.name": k, "model.latent_dim": d,
+            "test/rec": 100.0 / d, "test/neg_elbo": 100.0 + d} for k in ("ae", "vae")
+           for d in (2, 5)]
+  assert _drawn(tmp_path, sizes, ["model.name", "model.latent_dim"]) == ["latent_size.png"]
+  assert _drawn(tmp_path, sizes, ["model.latent_dim", "objective"]) == []
+  assert _drawn(tmp_path, [{**r, "status": "failed"} for r in beta], ["beta"]) == []
+
+
+def test_ae_vs_vae_sweep_figure_names_the_dataset(tmp_path, monkeypatch):
+  from vae_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  from vae_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from vae_jax.figures import latents as latent_figures  # pylint: disable=g-import-not-at-top
+  images, labels = _data()
+  ds = data_lib.Dataset("fashion_mnist", "dynamic", images, labels, images, labels,
+                        ("label",), (10,))
+  runs = {"ae": _tiny("ae"), "vae": _tiny("vae")}
+  monkeypatch.setattr(workdir_lib, "load_run",
+                      lambda path, dataset=None: (None, runs[path.name], ds))
+  titles = []
+  save = latent_figures.save_figure
+
+  def save_and_read_title(fig, path, **kw):
+    titles.append(fig._suptitle.get_text())  # pylint: disable=protected-access
+    return save(fig, path, **kw)
+
+  monkeypatch.setattr(latent_figures, "save_figure", save_and_read_title)
+  rows = [{"member": k, "model.name": k, "status": "finished"} for k in ("ae", "vae")]
+  assert _drawn(tmp_path, rows, ["model.name"]) == ["ae_vs_vae.png"]
+  assert titles == ["AE vs VAE with a 2-D latent space (fashion_mnist test set)"]
+  runs["vae"] = _tiny("vae", latent_dim=3)  # not 2-D: no figure
+  assert _drawn(tmp_path, rows, ["model.name"]) == []
+
+
 # --------------------------------------------------------------------------------------------
 # Latent traversals: rows labelled with the factor each unit carries, and the animated GIF.
 
@@ -212,9 +261,9 @@ def _factor_dataset(sizes=(3, 4), repeats=4):
 def test_unit_factor_information_of_a_model():
   from vae_jax.analysis import factors as factors_lib
   ds = _factor_dataset()
-  model = models.AutoEncoder(kind="vae", architecture="mlp", image_shape=(8, 8, 1), latent_dim=3,
-                             hidden_sizes=(8,), activation="tanh", likelihood="bernoulli",
-                             scale=1.0, learn_scale=False, rngs=nnx.Rngs(0))
+  model = models.VAE(architecture="mlp", image_shape=(8, 8, 1), latent_dim=3,
+                     hidden_sizes=(8,), activation="tanh", likelihood="bernoulli",
+                     scale=1.0, learn_scale=False, rngs=nnx.Rngs(0))
   mi, names = factors_lib.unit_factor_information(model, ds, num_points=30, seed=1)
   assert mi.shape == (3, 2) and names == ("row", "column")
   assert np.isfinite(mi).all() and (mi >= 0).all() and (mi <= 1 + 1e-9).all()

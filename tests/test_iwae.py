@@ -15,7 +15,7 @@ from flax import nnx
 from jax.scipy import stats
 
 from tests.helpers import ROOT, fake_dataset, tiny_config, write_fake_cache, xla_env
-from vae_jax import launcher, marginal_likelihood as L, models, objectives, optim, rng, sweeps, train, validate
+from vae_jax import launcher, marginal_likelihood as L, models, objectives, optim, rng, sweeps, trainer, validate
 from vae_jax.tools import nll
 from vae_jax.errors import UserError
 
@@ -23,10 +23,12 @@ Z1, Z2 = 3, 2
 
 
 def _model(layers=1, seed=0, top_hidden=(5,)):
-  return models.AutoEncoder(kind="vae", architecture="mlp", image_shape=(4, 4, 1), latent_dim=Z1,
-                            hidden_sizes=(8,), activation="tanh", likelihood="bernoulli", scale=1.0,
-                            learn_scale=False, rngs=nnx.Rngs(seed), stochastic_layers=layers,
-                            top_latent_dim=Z2, top_hidden_sizes=top_hidden)
+  shared = dict(architecture="mlp", image_shape=(4, 4, 1), latent_dim=Z1, hidden_sizes=(8,),
+                activation="tanh", likelihood="bernoulli", scale=1.0, learn_scale=False,
+                rngs=nnx.Rngs(seed))
+  if layers == 1:
+    return models.VAE(**shared)
+  return models.TwoLayerVAE(**shared, top_latent_dim=Z2, top_hidden_sizes=top_hidden)
 
 
 def _x(n=6):
@@ -51,7 +53,7 @@ def _reference_log_weight(model, x, eps_BxE):
   m1, lv1 = model.encode(x)
   z1 = m1 + jnp.exp(0.5 * lv1) * eps_BxE[:, :Z1]
   log_q = stats.norm.logpdf(z1, m1, jnp.exp(0.5 * lv1)).sum(-1)
-  if model.stochastic_layers == 1:
+  if model.latent_layers == 1:
     log_p = stats.norm.logpdf(z1).sum(-1)
   else:
     m2, lv2 = model.encode_top(z1)
@@ -81,7 +83,7 @@ def test_iwae_with_one_sample_is_the_elbo_exactly(layers):
     np.testing.assert_allclose(_loss(model, x, eps, "iwae")[0], -jnp.mean(lw), rtol=1e-5)
   else:  # one layer keeps the analytic KL: same rec, and E[log q - log p] = KL checked below
     _, m = _loss(model, x, eps, "iwae")
-    terms = objectives.log_weight_terms(model, model.encode(x), x, eps[None])
+    terms = model.log_weight_terms(model.encode(x), x, eps[None])
     np.testing.assert_allclose(m["rec"], -jnp.mean(terms[0]), rtol=1e-6)
     np.testing.assert_allclose(jnp.mean(terms[0] + terms[1] - terms[2]), jnp.mean(lw), rtol=1e-5)
 
@@ -137,7 +139,7 @@ def test_iwae_bound_rises_with_k(layers):
 def test_beta_weights_the_latent_part_of_each_log_weight():
   model, x = _model(1), _x()
   eps = _eps(4, 3, len(x), Z1)
-  log_lik, log_prior, log_q = objectives.log_weight_terms(model, model.encode(x), x, eps)
+  log_lik, log_prior, log_q = model.log_weight_terms(model.encode(x), x, eps)
   want = -jnp.mean(objectives.log_mean_exp(log_lik + 0.25 * (log_prior - log_q), 0))
   np.testing.assert_allclose(_loss(model, x, eps, "iwae", beta=0.25)[0], want, rtol=1e-6)
   # KL warm-up scales that beta: halfway through, beta / 2.
@@ -147,16 +149,16 @@ def test_beta_weights_the_latent_part_of_each_log_weight():
 
 @pytest.mark.slow
 def test_conv_model_takes_k_samples():
-  model = models.AutoEncoder(kind="vae", architecture="conv", image_shape=(8, 8, 1), latent_dim=Z1,
-                             hidden_sizes=(8,), activation="relu", likelihood="bernoulli",
-                             scale=1.0, learn_scale=False, rngs=nnx.Rngs(0), conv_channels=(4,))
+  model = models.VAE(architecture="conv", image_shape=(8, 8, 1), latent_dim=Z1,
+                     hidden_sizes=(8,), activation="relu", likelihood="bernoulli",
+                     scale=1.0, learn_scale=False, rngs=nnx.Rngs(0), conv_channels=(4,))
   x = jnp.asarray(np.random.default_rng(0).random((5, 8, 8, 1)) < 0.5, jnp.float32)
   eps = _eps(8, 3, 5, Z1)
 
   @jax.jit  # one program instead of many small eager convolutions
   def run(eps):
     loss, m = _loss(model, x, eps, "iwae")
-    log_lik = objectives.log_weight_terms(model, model.encode(x), x, eps)[0]
+    log_lik = model.log_weight_terms(model.encode(x), x, eps)[0]
     mean, logvar = model.encode(x)
     logits = model.decode(objectives.reparameterize(mean, logvar, eps[1]))
     want = stats.bernoulli.logpmf(x, jax.nn.sigmoid(logits)).reshape(len(x), -1).sum(-1)
@@ -204,7 +206,7 @@ def test_two_layer_kl_matches_the_joint_gaussian_kl():
   x = _x(3)
   q = model.encode(x)
   eps = _eps(5, 20000, len(x), model.noise_dim)
-  _, log_prior, log_q = jax.jit(lambda e: objectives.log_weight_terms(model, q, x, e))(eps)
+  _, log_prior, log_q = jax.jit(lambda e: model.log_weight_terms(q, x, e))(eps)
   kl_mc = log_q - log_prior  # (S, B)
   m1, lv1 = (np.asarray(v, np.float64) for v in q)
   exact = np.array([_joint_gaussian_kl(m1[b], lv1[b], a, a_bias, lv2, c, c_bias, lvp)
@@ -222,7 +224,7 @@ def test_two_layer_kl_matches_the_joint_gaussian_kl():
 def test_two_layer_log_weights_are_the_joint_densities():
   model, x = _model(2), _x()
   eps = _eps(6, 4, len(x), model.noise_dim)
-  terms = objectives.log_weight_terms(model, model.encode(x), x, eps)
+  terms = model.log_weight_terms(model.encode(x), x, eps)
   want = jax.vmap(lambda e: _reference_log_weight(model, x, e))(eps)
   np.testing.assert_allclose(terms[0] + terms[1] - terms[2], want, rtol=1e-5, atol=1e-4)
 
@@ -257,7 +259,7 @@ def test_two_layer_vae_trains_and_is_evaluated(tmp_path):
                        **{"model.stochastic_layers": 2, "model.top_latent_dim": 2,
                           "model.top_hidden_sizes": (8,)})
   validate.validate(config)
-  res = train.train_group([config], [tmp_path], dataset=ds)[0]
+  res = trainer.train_group([config], [tmp_path], dataset=ds)[0]
   rows = _metrics(tmp_path)
   assert rows[-1]["train/loss"] < rows[0]["train/loss"] - 5.0
   assert rows[-1]["test/neg_elbo"] < rows[0]["test/neg_elbo"]
@@ -351,8 +353,8 @@ def test_iwae_with_k1_trains_bit_for_bit_like_the_elbo(tmp_path):
   ds = fake_dataset()
   base = tiny_config(num_epochs=1)
   iwae = tiny_config(num_epochs=1, objective="iwae")
-  ra = train.train_group([base], [tmp_path / "a"], dataset=ds)[0]
-  rb = train.train_group([iwae], [tmp_path / "b"], dataset=ds)[0]
+  ra = trainer.train_group([base], [tmp_path / "a"], dataset=ds)[0]
+  rb = trainer.train_group([iwae], [tmp_path / "b"], dataset=ds)[0]
   from tests.helpers import final_params  # pylint: disable=g-import-not-at-top
   for pa, pb in zip(final_params(base, tmp_path / "a", ds), final_params(iwae, tmp_path / "b", ds)):
     np.testing.assert_array_equal(pa, pb)
@@ -365,10 +367,10 @@ import sys
 import jax, numpy as np
 from tests.helpers import fake_dataset, tiny_config
 from tests.helpers import final_params
-from vae_jax import train
+from vae_jax import trainer
 ds = fake_dataset()
 cs = [tiny_config(num_epochs=1, objective="iwae", num_importance_samples=3, beta=b) for b in (1.0, 2.0)]
-res = train.train_group(cs, [sys.argv[2] + "/m0", sys.argv[2] + "/m1"], dataset=ds)
+res = trainer.train_group(cs, [sys.argv[2] + "/m0", sys.argv[2] + "/m1"], dataset=ds)
 np.savez(sys.argv[1], devices=jax.device_count(), neg_iwae=[r["test/neg_iwae"] for r in res],
          **{{f"m{{m}}_{{i}}": p for m in range(2) for i, p in enumerate(final_params(cs[m], f"{{sys.argv[2]}}/m{{m}}", ds))}})
 '''

@@ -109,9 +109,9 @@ def test_num_samples_must_be_positive():
 
 
 def _tiny_vae(kind="vae", seed=0):
-  return models.AutoEncoder(kind=kind, architecture="mlp", image_shape=(4, 4, 1), latent_dim=Z,
-                            hidden_sizes=(8,), activation="tanh", likelihood="bernoulli",
-                            scale=1.0, learn_scale=False, rngs=nnx.Rngs(seed))
+  return models.FAMILIES[kind](architecture="mlp", image_shape=(4, 4, 1), latent_dim=Z,
+                               hidden_sizes=(8,), activation="tanh", likelihood="bernoulli",
+                               scale=1.0, learn_scale=False, rngs=nnx.Rngs(seed))
 
 
 def _images(n=12):

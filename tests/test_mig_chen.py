@@ -13,6 +13,7 @@ from scipy.special import logsumexp
 from tests.helpers import tiny_config
 from vae_jax import data as data_lib, models
 from vae_jax.analysis import factors as factors_lib
+from vae_jax.analysis import metrics
 from vae_jax.analysis import mig_chen as mc
 
 SIZES = (4, 5, 3)
@@ -172,7 +173,16 @@ def test_a_vae_gets_a_number_and_an_ae_none():
   one_value = data_lib.Dataset("grid", "static", ds.train_images, np.zeros_like(ds.train_labels),
                                ds.test_images, ds.test_labels, ("row", "col"), (3, 4))
   assert "no factor" in mc.unavailable_reason(vae, one_value)
-  # In the results: a number for the VAE, no key at all for the AE.
-  m = factors_lib.chen_mig_metrics(vae, ds, seed=0, sample_scale=0.01)
-  assert 0.0 <= m["disentanglement/mig_chen"] <= 1.0
-  assert factors_lib.chen_mig_metrics(ae, ds, seed=0, sample_scale=0.01) == {}
+  # In the registry's results: a number for the VAE; for the AE no key, and the reason; and
+  # none for a VAE of one unit, which has no second-best unit to take a gap to.
+  def chen(model):
+    inputs = metrics.Inputs(factors_lib.factor_data(ds), factors_lib.representation(model), 0,
+                            num_samples_scale=0.01, model=model, dataset=ds)
+    return metrics.evaluate(inputs, ["mig_chen"])
+
+  got = chen(vae)
+  assert 0.0 <= got.scores["mig_chen"] <= 1.0 and got.not_computed == {}
+  got = chen(ae)
+  assert got.scores == {} and "AE has no posterior" in got.not_computed["mig_chen"]
+  one_unit = models.from_config(tiny_config(**{"model.latent_dim": 1}).model, shape, nnx.Rngs(0))
+  assert "needs at least 2 code dimensions" in chen(one_unit).not_computed["mig_chen"]

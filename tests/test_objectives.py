@@ -62,9 +62,9 @@ def test_laplace_nll_is_the_laplace_log_density(pixels, log_scale):
 
 
 def _model(kind="vae", likelihood="bernoulli", latent=3):
-  return models.AutoEncoder(kind=kind, architecture="mlp", image_shape=(4, 4, 1), latent_dim=latent,
-                            hidden_sizes=(8,), activation="relu", likelihood=likelihood, scale=0.1,
-                            learn_scale=False, rngs=nnx.Rngs(0))
+  return models.FAMILIES[kind](architecture="mlp", image_shape=(4, 4, 1), latent_dim=latent,
+                               hidden_sizes=(8,), activation="relu", likelihood=likelihood,
+                               scale=0.1, learn_scale=False, rngs=nnx.Rngs(0))
 
 
 def _hp(beta=1.0, warm=0, free_bits=0.0):

@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from tests.helpers import fake_dataset, tiny_config
-from vae_jax import data as data_lib, models, objectives, optim, step as step_lib, train, validate
+from vae_jax import data as data_lib, models, objectives, optim, step as step_lib, trainer, validate
 from vae_jax.errors import UserError
 
 
@@ -52,7 +52,7 @@ def test_bfloat16_epoch_keeps_parameters_and_optimizer_state_float32():
   opt_M = jax.vmap(tx.init)(params_M)
   epoch = step_lib.build_train_epoch(
       graphdef=models.compute_graphdef(config, ds.image_shape), rest=rest, tx=tx,
-      mesh=train.make_mesh(), config=config, image_shape=ds.image_shape,
+      mesh=trainer.make_mesh(), config=config, image_shape=ds.image_shape,
       num_train=len(ds.train_images), num_members=1)
   hparams = {f: jnp.asarray([float(config[f])], jnp.float32) for f in objectives.member_hparams(config)}
   args = (params_M, opt_M, jnp.asarray(ds.train_images), hparams, jnp.asarray([0], jnp.uint32),
@@ -82,7 +82,7 @@ def test_training_uses_the_compute_dtype_and_evaluation_float32(tmp_path, monkey
     monkeypatch.setattr(step_lib, name, spy)
   ds = fake_dataset()
   config = tiny_config(dtype="bfloat16", num_epochs=1)
-  results = train.train_group([config], [tmp_path], dataset=ds)[0]
+  results = trainer.train_group([config], [tmp_path], dataset=ds)[0]
   _, params, rest = models.init_params(config, ds.image_shape)
   assert _layer_dtypes(seen["build_train_epoch"], rest, params) == {"bfloat16"}
   assert _layer_dtypes(seen["build_test_metrics"], rest, params) == {"float32"}
@@ -117,7 +117,7 @@ def test_bfloat16_matches_float32_on_real_mnist(tmp_path, mnist_env, monkeypatch
   for dtype in ("float32", "bfloat16"):
     config = base.copy_and_resolve_references()
     config.dtype = dtype
-    results = train.train_group([config], [tmp_path / dtype], dataset=ds)[0]
+    results = trainer.train_group([config], [tmp_path / dtype], dataset=ds)[0]
     neg_elbo[dtype] = results["test/neg_elbo"]
   assert 100 < neg_elbo["float32"] < 140, neg_elbo
   assert abs(neg_elbo["bfloat16"] - neg_elbo["float32"]) < 0.3, neg_elbo

@@ -17,7 +17,7 @@ from ml_collections import config_dict
 
 from tests.helpers import ROOT, TINY_CONFIG_FILE, fake_dataset, tiny_config, write_fake_cache
 from tests.helpers import final_params
-from vae_jax import launcher, sweeps, train, workdir
+from vae_jax import launcher, sweeps, trainer, workdir
 from vae_jax.runtime import writers
 
 SHAPE = (8, 8, 1)
@@ -128,11 +128,11 @@ def test_sigterm_saves_a_checkpoint_and_the_relaunch_finishes_identically(kill_s
 def test_divergence_keeps_a_loadable_checkpoint(tmp_path):
   ds = fake_dataset()
   ok = tiny_config(num_epochs=2, **{"optimizer.name": "sgd", "optimizer.b1": 0.0})
-  train.train_group([ok], [tmp_path], dataset=ds)
+  trainer.train_group([ok], [tmp_path], dataset=ds)
   good = _params_of(ok, tmp_path, ds)
   bad = tiny_config(num_epochs=4, learning_rate=1e12, **{"optimizer.name": "sgd", "optimizer.b1": 0.0})
-  with pytest.raises(train.DivergenceError) as e:
-    train.train_group([bad], [tmp_path], dataset=ds, allow_config_change=True)
+  with pytest.raises(trainer.DivergenceError) as e:
+    trainer.train_group([bad], [tmp_path], dataset=ds, allow_config_change=True)
   msg = str(e.value)
   # 128 images / batch 16 = 8 steps per epoch: epoch 3 holds steps 16..23.
   failed = json.loads((tmp_path / "failed.json").read_text())
@@ -194,8 +194,11 @@ _BAD = {
     # [1] would be a valid value
     "optional_str": [3, "", [1.5], 2.5],
     tuple: ["400", 400, (1.5,), (-5,), ("a",)],
+    # a float that may be negative (an initial value, not a size or a rate)
+    "signed_float": ["x", None, [0.1], float("nan"), float("inf"), "1e-3"],
 }
 _FREE_STRINGS = {"data.name", "wandb.project"}  # any non-empty string is allowed
+_SIGNED_FLOATS = {"model.vampprior_init_mean"}
 
 
 def _kind(key, value):
@@ -207,6 +210,8 @@ def _kind(key, value):
     return tuple
   if isinstance(value, str):
     return "optional_str" if key in _FREE_STRINGS else str
+  if key in _SIGNED_FLOATS:
+    return "signed_float"
   return type(value)
 
 
@@ -222,7 +227,7 @@ def test_config_fuzz_every_field_fails_with_one_clean_line(tmp_path, capsys, mon
 
   def must_not_train(config, *args, **kwargs):
     raise AssertionError(f"a bad config passed validation: {config}")
-  monkeypatch.setattr(train, "train_and_evaluate", must_not_train)
+  monkeypatch.setattr(trainer, "train_and_evaluate", must_not_train)
   flat = workdir.flatten(default.get_config().to_dict())
   rng = random.Random(0)
   checked = set()

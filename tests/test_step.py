@@ -11,7 +11,7 @@ import optax
 from flax import nnx
 
 from tests.helpers import fake_dataset, tiny_config
-from vae_jax import models, objectives, optim, step, train
+from vae_jax import models, objectives, optim, step, trainer
 from vae_jax.data import batches
 
 SHAPE = (8, 8, 1)
@@ -114,7 +114,7 @@ def test_an_epoch_is_its_steps_one_after_another():
   ds = fake_dataset()
   config, spec, params, opt_state, hparams = _setup()
   epoch = step.build_train_epoch(graphdef=spec.graphdef, rest=spec.rest, tx=spec.tx,
-                                 mesh=train.make_mesh(), config=config, image_shape=SHAPE,
+                                 mesh=trainer.make_mesh(), config=config, image_shape=SHAPE,
                                  num_train=len(ds.train_images), num_members=1)
   stack = lambda tree: jax.tree.map(lambda a: jnp.asarray(a)[None], tree)
   seeds = jnp.asarray([config.seed], jnp.uint32)

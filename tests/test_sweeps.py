@@ -10,7 +10,7 @@ import yaml
 
 from tests.helpers import ROOT, TINY_CONFIG_FILE, fake_dataset, launch, tiny_config, write_fake_cache
 from tests.helpers import final_params
-from vae_jax import sweeps, train, workdir
+from vae_jax import sweeps, trainer, workdir
 from vae_jax.errors import UserError
 
 
@@ -19,10 +19,10 @@ def test_vectorised_group_equals_members_run_one_by_one(tmp_path):
   ds = fake_dataset()
   configs = [tiny_config(beta=b, learning_rate=lr, seed=s)
              for b, lr, s in ((0.5, 1e-3, 0), (1.0, 3e-3, 1), (4.0, 1e-3, 2))]
-  together = train.train_group(configs, [tmp_path / f"v{i}" for i in range(3)], dataset=ds)
+  together = trainer.train_group(configs, [tmp_path / f"v{i}" for i in range(3)], dataset=ds)
   assert all(r["members_trained_together"] == 3 for r in together)
   for i, c in enumerate(configs):
-    alone = train.train_group([c], [tmp_path / f"s{i}"], dataset=ds)[0]
+    alone = trainer.train_group([c], [tmp_path / f"s{i}"], dataset=ds)[0]
     assert alone["members_trained_together"] == 1
     for k in ("test/neg_elbo", "test/rec", "test/kl", "test/loss", "train/loss"):
       np.testing.assert_allclose(together[i][k], alone[k], rtol=1e-5, err_msg=k)
@@ -147,3 +147,36 @@ def test_non_grid_sweeps_cannot_be_exported():
   with pytest.raises(UserError, match="not a grid"):
     sweeps.wandb_sweep_spec([{"beta": 1.0, "seed": 0}, {"beta": 2.0, "seed": 1}],
                             config_path="c.py", workdir="w", sweep_name="s")
+
+
+def test_sweep_csv_columns_are_the_metrics_the_members_hold(tmp_path):
+  # No list of metrics: a number that any member's results.json holds is a column (a new
+  # metric too), in the order test/*, disentanglement/* (the registry's order), train/*, other
+  # families; reasons for metrics not computed and bookkeeping are not columns.
+  from vae_jax import sweep_table  # pylint: disable=g-import-not-at-top
+  members = []
+  for b, seed in ((0.5, 0), (0.5, 1), (2.0, 0)):
+    name = f"beta={b:g},seed={seed}"
+    (tmp_path / name).mkdir()
+    res = {"epochs": 2, "steps": 4, "test/dimwise_kl": 0.1, "test/rec": 10.0 + seed,
+           "test/neg_elbo": 12.0, "train/compile_seconds": 0.5, "train/loss": 11.0,
+           "disentanglement/seconds": 3.0, "disentanglement/sap": 0.1 * b,
+           "disentanglement/beta_vae": 0.9, "memory/max_rss_bytes": 1000,
+           "not_computed": {"disentanglement/mig_chen": "an AE has no posterior q(z|x)"}}
+    if seed == 1:
+      res["disentanglement/new_score"] = 0.25 + b
+    workdir.write_json(tmp_path / name / "results.json", res)
+    members.append((name, {"beta": b, "seed": seed}, None))
+  sweep_table.write_summary(tmp_path, members, ["beta", "seed"])
+  with open(tmp_path / "sweep.csv") as f:
+    table = list(csv.DictReader(f))
+  assert list(table[0]) == [
+      "member", "beta", "seed", "status", "test/neg_elbo", "test/rec", "test/dimwise_kl",
+      "disentanglement/beta_vae", "disentanglement/sap", "disentanglement/new_score",
+      "disentanglement/seconds", "train/loss", "train/compile_seconds", "memory/max_rss_bytes"]
+  assert [r["disentanglement/new_score"] for r in table] == ["", "0.75", ""]
+  with open(tmp_path / "sweep_seeds.csv") as f:
+    agg = list(csv.DictReader(f))
+  assert [float(r["test/rec"]) for r in agg] == [10.5, 10.0]
+  assert agg[0]["disentanglement/new_score"] == "0.75" and agg[0]["n"] == "2"
+  assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".sweep*"))

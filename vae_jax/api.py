@@ -9,7 +9,7 @@
     log_px = run.log_likelihood(images, k=1000)            # IWAE estimate, nats per image
 
 `train` is the launcher's single run (or sweep) from Python: the same validation and the same
-code path (`launcher.run`, `train.train_and_evaluate`), so it writes the same workdir and the
+code path (`launcher.run`, `trainer.train_and_evaluate`), so it writes the same workdir and the
 same results.json. `load` reads a finished workdir back (`workdir.load_run`) into a `Run`,
 whose methods are thin wrappers of the library's own functions (`latents`,
 `marginal_likelihood`, `figures.traversals.traversal_codes`, `analysis.factors`) with the
@@ -75,7 +75,8 @@ def _decoder_output(model, z):
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
 class Run:
-  """A trained run: `config` (the saved ConfigDict), `model` (the float32 `models.AutoEncoder`),
+  """A trained run: `config` (the saved ConfigDict), `model` (the float32 model, of a family in
+  `models.FAMILIES`),
   `dataset` (its `data.Dataset`: uint8 splits and factor labels), `results` (results.json as a
   dict, None when missing) and `workdir`. Arrays come back as numpy."""
 
@@ -88,15 +89,16 @@ class Run:
   def __repr__(self) -> str:
     neg_elbo = (self.results or {}).get("test/neg_elbo")
     score = f", test/neg_elbo={neg_elbo:.2f}" if isinstance(neg_elbo, (int, float)) else ""
-    return (f"Run({str(self.workdir)!r}: {self.kind.upper()}, latent_dim={self.latent_dim}, "
+    return (f"Run({str(self.workdir)!r}: {self.model.title}, latent_dim={self.latent_dim}, "
             f"{self.dataset.name} {'x'.join(map(str, self.image_shape))}{score})")
 
   # What the model is -----------------------------------------------------------------------
 
   @property
   def kind(self) -> str:
-    """"vae" or "ae"."""
-    return self.model.kind
+    """The model's family, a name of `models.FAMILIES`: "ae", "vae", "two_layer_vae" or
+    "vampprior_vae"."""
+    return self.model.name
 
   @property
   def latent_dim(self) -> int:
@@ -112,13 +114,13 @@ class Run:
   def encode(self, images, *, posterior: bool = False):
     """Codes of images: (N, Z) posterior means (an AE's z = f(x)), as `latents.encode_means`.
 
-    With `posterior=True` (a VAE only), q(z|x) itself: (mean (N, Z), logvar (N, Z)), float32.
-    For a two-layer VAE both describe q(z1|x).
+    With `posterior=True` (a stochastic family only), q(z|x) itself: (mean (N, Z), logvar
+    (N, Z)), float32. For a two-layer VAE both describe q(z1|x).
     """
     x = self._images(images)
     if not posterior:
       return latents.encode_means(self.model, x, _BATCH)
-    if self.kind != "vae":
+    if not self.model.stochastic:
       raise UserError(f"{self.workdir} holds an AE: it has no posterior q(z|x), only codes "
                       "z = f(x); call encode(images) without posterior=True")
     means, logvars = [], []
@@ -157,22 +159,25 @@ class Run:
   def sample(self, n: int, *, key=None, seed: int | None = None) -> np.ndarray:
     """n generated images (decoder means in [0, 1]), (n, H, W, C), as samples.png draws them.
 
-    A VAE decodes z ~ p(z) (N(0, I); ancestrally for two layers). An AE has no prior: it
-    decodes z ~ N(m, C), the Gaussian fitted to the codes of the first 10,000 training images
-    (`latents.prior_samples`). Randomness: `key`, else `rng.samples_key(seed)` with `seed`
+    A stochastic family decodes z ~ p(z) (N(0, I); ancestrally for two layers; a pseudo-input's
+    posterior for the VampPrior). An AE has no prior: it decodes z ~ N(m, C), the Gaussian
+    fitted to the codes of the first 10,000 training images (`latents.prior_samples`).
+    Randomness: `key`, else `rng.samples_key(seed)` with `seed`
     defaulting to the run's, so `sample(64)` draws samples.png's 64 codes.
     """
     n = _positive_int(n, "n")
     key = self._key(key, seed, rng.samples_key)
-    train = None if self.kind == "vae" else self.dataset.images("train", slice(0, 10000))
+    train = None if self.model.stochastic else self.dataset.images("train", slice(0, 10000))
     return latents.prior_samples(self.model, key, n, train)
 
   def traverse(self, image, unit: int, *, limit: float = 3.0, steps: int = 11) -> np.ndarray:
     """One unit swept around one image: (steps, H, W, C) decoder means in [0, 1].
 
     The image's code (posterior mean) with unit `unit` set to each of
-    linspace(-limit, limit, steps) (prior standard deviations for a VAE) and the other units
-    kept, as each row of traversals.png (`figures.traversals.traversal_codes`).
+    linspace(-limit, limit, steps) prior standard deviations about the prior's mean (0 and 1 for
+    N(0, I); `latents.prior_moments` for another prior; the values themselves for an AE, which
+    has no prior) and the other units kept, as each row of traversals.png
+    (`figures.traversals.traversal_codes`).
     """
     from vae_jax.figures import traversals  # pylint: disable=g-import-not-at-top
     x = self._images(image, one=True)
@@ -184,7 +189,9 @@ class Run:
     if not np.isfinite(limit) or limit <= 0:
       raise UserError(f"limit={limit!r} is invalid: expected a number > 0")
     z0 = latents.encode_means(self.model, x)[0]
-    return self.decode(traversals.traversal_codes(z0, [int(unit)], float(limit), steps))
+    center, scale = latents.prior_moments(self.model) if self.model.stochastic else (None, None)
+    return self.decode(traversals.traversal_codes(z0, [int(unit)], float(limit), steps, center,
+                                                  scale))
 
   # Likelihood ------------------------------------------------------------------------------
 
@@ -203,7 +210,7 @@ class Run:
     no likelihood.
     """
     from vae_jax import marginal_likelihood  # pylint: disable=g-import-not-at-top
-    if self.kind != "vae":
+    if not self.model.stochastic:
       raise UserError(f"{self.workdir} holds an AE: a deterministic autoencoder defines no "
                       "likelihood p(x); use a VAE run")
     k = _positive_int(k, "k")
@@ -379,7 +386,7 @@ def train(config, workdir: str | os.PathLike, *, overrides: Mapping[str, Any] | 
     if sweep:
       raise UserError("sweep=True needs a config file (its get_sweep() defines the sweep); "
                       "a ConfigDict trains one run")
-    from vae_jax import train as train_lib  # pylint: disable=g-import-not-at-top
+    from vae_jax import trainer as train_lib  # pylint: disable=g-import-not-at-top
     cfg = _with_overrides(config, overrides)
     # What launcher.run does for a config without a sweep.
     validate.validate(cfg, num_devices=jax.device_count())
@@ -404,26 +411,10 @@ def _repo_on_path():
 
 
 def _config_file(path: str):
-  """(module, ARG or None, get_config(ARG)) of "file.py[:ARG]", failing in one line."""
-  from vae_jax import sweeps  # pylint: disable=g-import-not-at-top
-  file, _, arg = path.partition(":")
-  if not os.path.isfile(file):
-    raise UserError(f"config {path}: no such file; expected a config file such as "
-                    "configs/mnist_vae.py")
-  try:
-    module = sweeps.load_module(path)
-  except Exception as e:  # pylint: disable=broad-except  (whatever the file raises)
-    raise UserError(f"config {file}: the file does not import: {type(e).__name__}: "
-                    f"{' '.join(str(e).split())}") from None
-  if not callable(getattr(module, "get_config", None)):
-    raise UserError(f"{file} defines no get_config(); a config file defines get_config() "
-                    "returning an ml_collections.ConfigDict")
-  try:
-    config = module.get_config(arg) if arg else module.get_config()
-  except Exception as e:  # pylint: disable=broad-except
-    raise UserError(f"config {file}: get_config({repr(arg) if arg else ''}) raised "
-                    f"{type(e).__name__}: {' '.join(str(e).split())}") from None
-  return module, (arg or None), config
+  """(module, ARG or None, get_config(ARG)) of "file.py[:ARG]", failing in one line: the one
+  loader of config files, `config.load_file`."""
+  from vae_jax import config as config_lib  # pylint: disable=g-import-not-at-top
+  return config_lib.load_file(path)
 
 
 def _with_overrides(config, overrides: dict):

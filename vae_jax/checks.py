@@ -5,7 +5,7 @@ of names (an objective checks its own fields)."""
 from __future__ import annotations
 
 import numbers
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from vae_jax.errors import UserError
 
@@ -22,8 +22,20 @@ def get(c, field: str):
       node = node[part]
     except (KeyError, AttributeError, TypeError):
       raise UserError(f"config.{field} is missing: every config must define it (see "
-                      "configs/default.py)") from None
+                      "vae_jax/config.py)") from None
   return node
+
+
+def not_renamed(c, renamed: Mapping[str, str]) -> None:
+  """No field is set under a name it no longer has (`renamed`: old -> new dotted name): in an
+  old config file, `c.tcvae_beta = 4.0` adds a field that nothing reads."""
+  for old, new in renamed.items():
+    try:
+      value = get(c, old)
+    except UserError:
+      continue
+    raise UserError(f"config.{old}={value!r} sets a field that is now config.{new} (each "
+                    "objective's own fields are in a sub-dict named for it)")
 
 
 def integer(c, field: str, lo: int | None = None) -> None:

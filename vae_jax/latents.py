@@ -54,20 +54,32 @@ def reconstruct(model, images, batch: int = 2000) -> np.ndarray:
 def prior_samples(model, key, n: int, train_images_u8: np.ndarray | None = None) -> np.ndarray:
   """Mean images of n latent draws.
 
-  VAE: z ~ N(0, I), its prior; with two stochastic layers, ancestrally z2 ~ N(0, I) and
-  z1 ~ p(z1|z2). AE: it has no prior, so z ~ N(m, C) with m, C fitted to the latents of
+  A stochastic family draws z from its prior (`model.sample_prior`: N(0, I) for the VAE;
+  ancestrally z2 ~ N(0, I), z1 ~ p(z1|z2) for two layers; a pseudo-input's posterior for the
+  VampPrior). An AE has no prior, so z ~ N(m, C) with m, C fitted to the latents of
   `train_images_u8`; the gaps between its clusters show why such samples look worse.
   """
-  if model.kind == "vae" and model.stochastic_layers == 2:
-    key_z2, key_z1 = jax.random.split(key)
+  if model.stochastic:
     with jax.default_matmul_precision("float32"):
-      mean, logvar = model.prior_z1(jax.random.normal(key_z2, (n, model.top_latent_dim)))
-      z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key_z1, mean.shape)
-  elif model.kind == "vae":
-    z = jax.random.normal(key, (n, model.latent_dim))
+      z = model.sample_prior(key, n)
   else:
     lat = encode_means(model, train_images_u8).astype(np.float64)
     mean, cov = lat.mean(0), np.atleast_2d(np.cov(lat, rowvar=False))
     z = jax.random.multivariate_normal(key, jnp.asarray(mean, jnp.float32),
                                        jnp.asarray(cov, jnp.float32), (n,))
   return decode_means(model, np.asarray(z))
+
+
+PRIOR_MOMENT_SAMPLES = 10_000  # prior draws behind a non-standard prior's per-unit moments
+
+
+def prior_moments(model, key=None) -> tuple[np.ndarray, np.ndarray]:
+  """Each unit's mean and standard deviation under the prior, (Z,) each: exactly 0 and 1 for a
+  N(0, I) prior, else estimated from `PRIOR_MOMENT_SAMPLES` draws of `model.sample_prior` (key
+  default `jax.random.key(0)`): the scale on which traversals sweep a unit."""
+  if model.standard_normal_prior:
+    return np.zeros(model.latent_dim), np.ones(model.latent_dim)
+  key = jax.random.key(0) if key is None else key
+  with jax.default_matmul_precision("float32"):
+    z = np.asarray(model.sample_prior(key, PRIOR_MOMENT_SAMPLES), np.float64)
+  return z.mean(0), z.std(0)

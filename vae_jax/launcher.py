@@ -68,13 +68,13 @@ def run(*, config, config_path: str, workdir: str | None, allow_config_change: b
                       "check --coordinator_address, --num_processes and --process_id") from None
     _multi_process = jax.process_count() > 1
 
-  from vae_jax import sweeps, validate  # pylint: disable=g-import-not-at-top
+  from vae_jax import config as config_lib, sweeps, validate  # pylint: disable=g-import-not-at-top
 
   stem = pathlib.Path(config_path.split(":")[0]).stem
   validate.validate(config, num_devices=jax.device_count())
-  arg = config_path.split(":", 1)[1] if ":" in config_path else None
+  arg = config_path.partition(":")[2] or None  # "file.py:ARG"'s ARG
   try:
-    module = sweeps.load_module(config_path)
+    module = config_lib.load_module(config_path)
     sweep = sweeps.sweep_of(module, arg) if use_sweep else None
   except UserError:
     raise
@@ -97,7 +97,7 @@ def run(*, config, config_path: str, workdir: str | None, allow_config_change: b
   if sweep is not None and member is None and not pinned:
     sweeps.expand(config, sweep)  # a bad sweep definition fails here, before anything runs
 
-  from vae_jax import train  # pylint: disable=g-import-not-at-top  (Flax, Orbax, W&B: slow)
+  from vae_jax import trainer  # pylint: disable=g-import-not-at-top  (Flax, Orbax, W&B: slow)
   if sweep is not None and (member is not None or not pinned):
     sweeps.run_sweep(config, sweep, workdir or os.path.join("runs", stem), sweep_name=stem,
                      only=member, allow_config_change=allow_config_change,
@@ -111,4 +111,4 @@ def run(*, config, config_path: str, workdir: str | None, allow_config_change: b
     config = config.copy_and_resolve_references()
     with config.unlocked():
       config.wandb.group = config.wandb.group or stem
-  train.train_and_evaluate(config, workdir, allow_config_change=allow_config_change)
+  trainer.train_and_evaluate(config, workdir, allow_config_change=allow_config_change)

@@ -8,11 +8,11 @@ loops (`lax.fori_loop`) over chunks of samples, keeping a running log-sum-exp (m
 so memory is O(image_chunk * sample_chunk) whatever k is.
 
 The core (`iwae_log_px`) takes any `LatentModel`: an encoder run once per image and a
-function of the noise giving the log weights. `autoencoder_latents` adapts a trained
-`models.AutoEncoder` of one or two stochastic layers through `objectives.log_weight_terms`,
-the same function the training objectives use, so training and evaluation cannot disagree
-on what a log weight is; `gaussian_latent_model` builds one from three densities, and the
-tests drive the core with a linear-Gaussian model whose log p(x) is known exactly.
+function of the noise giving the log weights. `autoencoder_latents` adapts a trained model of
+any stochastic family (`models.FAMILIES`) through its `log_weight_terms`, the same method the
+training objectives use, so training and evaluation cannot disagree on what a log weight is;
+`gaussian_latent_model` builds one from three densities, and the tests drive the core with a
+linear-Gaussian model whose log p(x) is known exactly.
 
 Noise is keyed per (image, sample) (`rng.iwae_noise`), so the estimate is deterministic given
 the key (`rng.nll_key(seed)`) and does not depend on the chunk sizes.
@@ -175,12 +175,12 @@ def iwae_log_px(model_fn: Callable[[Any], LatentModel], params, x, key, *, num_s
   return log_px
 
 
-# A trained AutoEncoder as a LatentModel --------------------------------------------------
+# A trained model as a LatentModel ---------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
 class AutoEncoderLatents:
-  """model_fn for a VAE `models.AutoEncoder`: params is its `nnx.State`; x is float in [0, 1]."""
+  """model_fn for a stochastic model family: params is its `nnx.State`; x is float in [0, 1]."""
   graphdef: Any
 
   def __call__(self, state) -> LatentModel:
@@ -188,60 +188,63 @@ class AutoEncoderLatents:
 
 
 def latent_model(model) -> LatentModel:
-  """A VAE `models.AutoEncoder` (one or two stochastic layers) as a `LatentModel`."""
+  """A model of a stochastic family (`model.stochastic`) as a `LatentModel`."""
 
   def log_weights(x_Bx, q, eps_SxBxE):
-    log_lik, log_prior, log_q = objectives.log_weight_terms(model, q, x_Bx, eps_SxBxE)
+    log_lik, log_prior, log_q = model.log_weight_terms(q, x_Bx, eps_SxBxE)
     return log_lik + log_prior - log_q
 
   return LatentModel(encode=model.encode, log_weights=log_weights, noise_dim=model.noise_dim)
 
 
 def autoencoder_latents(model) -> tuple[AutoEncoderLatents, Any]:
-  """(model_fn, params) for `iwae_log_px` from a VAE `AutoEncoder`."""
-  if model.kind != "vae":
-    raise ValueError("an AE has no q(z|x) or p(z): its likelihood is undefined")
+  """(model_fn, params) for `iwae_log_px` from a model of a stochastic family."""
+  if not model.stochastic:
+    raise ValueError(f"an {model.title} (model.name={model.name!r}) has no q(z|x) or p(z): its "
+                     "likelihood is undefined")
   graphdef, state = nnx.split(model)
   return AutoEncoderLatents(graphdef), state
 
 
 @nnx.jit
 def _posterior(model, x, key):
-  """q(z1|x)'s (mean, logvar), and for two layers the mean of q(z2|z1) at one sample of z1."""
-  mean, logvar = model.encode(x)
-  if model.stochastic_layers == 1:
-    return mean, logvar, None
-  z1 = objectives.reparameterize(mean, logvar, jax.random.normal(key, mean.shape))
-  return mean, logvar, model.encode_top(z1)[0]
+  """q(z|x) and the means of the posteriors of deeper layers (a two-layer model's q(z2|z1) at
+  one sample of z1)."""
+  q = model.encode(x)
+  return q, model.deeper_posterior_means(q, key)
 
 
 def posterior_stats(model, images_u8: np.ndarray, batch: int = 2000) -> dict[str, Any]:
-  """Active units and per-dimension KL of a VAE over a set of uint8 images.
+  """Active units and per-dimension KL of a stochastic model over a set of uint8 images.
 
-  Returns {"active_units": int, "kl_per_dim": list (Z,), "mean_variance": list (Z,)}: the
-  variance across images of each dimension's posterior mean, and each dimension's mean
-  analytic KL(q(z_d|x) || N(0, 1)) in nats. These describe z1; a two-layer model, whose
-  p(z1|z2) is no standard normal, has no "kl_per_dim" but "active_units_top" and
-  "mean_variance_top" for z2, with the mean of q(z2|z1) taken at one sample of z1 (as
-  Burda et al. count a deeper layer's units).
+  Returns {"active_units": int, "mean_variance": list (Z,)}, the variance across images of
+  each dimension's posterior mean, and for a family with an analytic KL per dimension
+  (`model.kl_per_dim`: the VAE's N(0, I) prior) "kl_per_dim": list (Z,), each dimension's mean
+  KL(q(z_d|x) || N(0, 1)) in nats. These describe z, the layer the decoder reads; each deeper
+  layer (a two-layer model's z2, "top") adds "active_units_<name>" and "mean_variance_<name>",
+  with the mean of q(z2|z1) taken at one sample of z1 (as Burda et al. count a deeper layer's
+  units).
   """
-  means, kls, tops = [], [], []
+  means, kls, deeper = [], [], {}
   key = jax.random.key(rng.POSTERIOR_STATS_SEED)
   with jax.default_matmul_precision("float32"):
     for i in range(0, len(images_u8), batch):
       x = jnp.asarray(images_u8[i:i + batch], jnp.float32) / 255.0
-      mean, logvar, top = _posterior(model, x, rng.chunk_key(key, i))
-      means.append(np.asarray(mean, np.float64))
-      kls.append(np.asarray(objectives.gaussian_kl(mean, logvar), np.float64))
-      tops.append(None if top is None else np.asarray(top, np.float64))
+      q, layers = _posterior(model, x, rng.chunk_key(key, i))
+      means.append(np.asarray(q[0], np.float64))
+      kl = model.kl_per_dim(q)
+      if kl is not None:
+        kls.append(np.asarray(kl, np.float64))
+      for name, m in layers.items():
+        deeper.setdefault(name, []).append(np.asarray(m, np.float64))
   var = np.var(np.concatenate(means), axis=0)
   out = {"active_units": int(np.sum(var > ACTIVE_UNIT_THRESHOLD)), "mean_variance": var.tolist()}
-  if model.stochastic_layers == 1:
+  if kls:
     out["kl_per_dim"] = np.concatenate(kls).mean(0).tolist()
-  else:
-    var_top = np.var(np.concatenate(tops), axis=0)
-    out.update(active_units_top=int(np.sum(var_top > ACTIVE_UNIT_THRESHOLD)),
-               mean_variance_top=var_top.tolist())
+  for name, ms in deeper.items():
+    var_layer = np.var(np.concatenate(ms), axis=0)
+    out[f"active_units_{name}"] = int(np.sum(var_layer > ACTIVE_UNIT_THRESHOLD))
+    out[f"mean_variance_{name}"] = var_layer.tolist()
   return out
 
 
@@ -252,7 +255,8 @@ def test_metrics(model, images_u8: np.ndarray, num_samples: int, key, *,
 
   Returns "test/nll" (-mean L_k in nats per image), "test/nll_k", "test/nll_stderr" (standard
   error of that mean over images), "test/bpd" (nll / (pixels * ln 2)), "test/active_units",
-  "test/kl_per_dim" (list; one stochastic layer) or "test/active_units_top" (two), and
+  "test/kl_per_dim" (list; a family with an analytic KL per unit), "test/active_units_top"
+  (two stochastic layers), and
   "test/nll_seconds" (the compiled work) with "test/nll_compile_seconds" apart.
   """
   model_fn, params = autoencoder_latents(model)

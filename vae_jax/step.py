@@ -260,7 +260,7 @@ def build_test_metrics(*, graphdef, rest, mesh, config, image_shape, num_members
   n_dev = mesh.devices.size
   per_dev = num_padded // n_dev
   nb = per_dev // eval_batch
-  k = config.num_importance_samples if config.model.name == "vae" else 1
+  k = config.num_importance_samples if models.family_of(config.model).stochastic else 1
   sample_chunk = min(k, marginal_likelihood.default_chunks()[0])
 
   def device_eval(params, images, mask, betas, eps_MxNxZ, nll_keys_M):
@@ -321,10 +321,14 @@ def build_kl_decomposition(*, graphdef, rest, config, image_shape, num_members: 
   sample of z for each of `num_points` test images, a fixed random subset of the split
   (`kl_decomposition.evaluation_points`: never its first images, since a factor dataset's test
   split is ordered by its factors); the three terms sum to that
-  sample's Monte Carlo estimate of the average KL. Full float32 matmul precision. VAEs with one
-  stochastic layer only (a two-layer model's p(z1|z2) is no fixed prior).
+  sample's Monte Carlo estimate of the average KL. Full float32 matmul precision. Families with
+  one stochastic layer only (`latent_layers == 1`: a two-layer model's q(z1|x) is not its whole
+  posterior). dimwise_kl, sum_j KL(q(z_j) || p(z_j)), needs a factorised prior: without one
+  (the VampPrior's mixture) it is left out, while the index-code MI and the total correlation,
+  which do not involve p(z), are kept (`kl_decomposition_terms`).
   """
   from vae_jax.objectives import kl_decomposition  # pylint: disable=g-import-not-at-top
+  terms = kl_decomposition_terms(config)
   M = num_members
   Z = config.model.latent_dim
   points = jnp.asarray(kl_decomposition.evaluation_points(num_test, num_points))  # real rows
@@ -336,7 +340,8 @@ def build_kl_decomposition(*, graphdef, rest, config, image_shape, num_members: 
     mean, logvar = jax.lax.map(lambda b: model.encode(b.astype(jnp.float32) / 255.0), x)
     mean, logvar = mean.reshape(-1, Z), logvar.reshape(-1, Z)
     eps = jax.random.normal(key, (P, Z))
-    return kl_decomposition.decompose_over_dataset(mean, logvar, eps, mask, points)
+    out = kl_decomposition.decompose_over_dataset(mean, logvar, eps, mask, points)
+    return {name: out[name] for name in terms}
 
   def kl_decomposition_fn(params, images, mask, seeds_M):
     keys = jax.vmap(rng.kl_decomposition_key)(seeds_M)
@@ -349,3 +354,16 @@ def build_kl_decomposition(*, graphdef, rest, config, image_shape, num_members: 
       return jitted(*args)
 
   return run
+
+
+def kl_decomposition_terms(config) -> tuple[str, ...]:
+  """The terms of Chen et al.'s KL decomposition that `config`'s model family defines: all three
+  for a factorised N(0, I) prior, the index-code MI and the total correlation (properties of
+  q(z|x) and its aggregate alone) for another prior over one latent layer, none otherwise (an
+  AE has no q(z|x); a two-layer VAE's KL is not that of one layer)."""
+  family = models.family_of(config.model)
+  if not family.stochastic or family.latent_layers != 1:
+    return ()
+  if family.standard_normal_prior:
+    return ("index_code_mi", "total_correlation", "dimwise_kl")
+  return ("index_code_mi", "total_correlation")

@@ -1,9 +1,12 @@
 """DIR/sweep.csv: one row per member (its overrides, status and final metrics), written after
 every sweep, read back for figures, and aggregated over seeds into sweep_seeds.csv.
 
-Rows that differ only in "seed" are replicates: `group_replicates` reduces them to one entry
-with the mean and standard deviation of each metric.
-"""
+The metric columns are not a list kept here: they are the numeric "family/name" keys the
+members' results.json files hold (`metric_columns`), so a new metric in results.json (a new
+entry of the metrics registry, `vae_jax.analysis.metrics`) is a new column without an edit
+here. Rows that differ only in "seed" are replicates: `group_replicates` reduces them to one
+entry with the mean and standard deviation of each metric. Both files are written atomically
+(`runtime.files`): a full disk leaves the old file or none, never half of one."""
 
 from __future__ import annotations
 
@@ -12,19 +15,18 @@ import io
 import math
 import os
 import pathlib
-import tempfile
 from typing import Any, Iterable
 
 import numpy as np
 
 from vae_jax import workdir as workdir_lib
+from vae_jax.runtime import files
 
-METRICS = ("test/neg_elbo", "test/rec", "test/kl", "test/loss", "test/neg_iwae", "test/nll",
-           "test/index_code_mi", "test/total_correlation", "test/dimwise_kl",
-           *(f"disentanglement/{k}" for k in (
-               "beta_vae", "factor_vae", "mig", "mig_chen", "dci_disentanglement",
-               "dci_completeness", "dci_informativeness", "sap", "modularity", "explicitness")),
-           "train/loss", "train/neg_iwae", "train/examples_per_s", "train/seconds")
+# The order of the metric columns, not which there are: these families first, in this order
+# (any other family, such as memory/*, follows alphabetically); within a family the headline
+# numbers of `_LEADING` first, the registry's metrics in registry order, then the rest by name.
+_FAMILIES = ("test", "disentanglement", "train")
+_LEADING = ("test/neg_elbo", "test/rec", "test/kl", "test/loss", "train/loss")
 
 
 # Columns that describe a member's bookkeeping, not a hyperparameter it was trained with.
@@ -94,15 +96,37 @@ def is_number(v) -> bool:
   return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def is_metric(key: str, value) -> bool:
+  """A results.json entry that is a sweep.csv column: a "family/name" key with a number (NaN
+  included: a member that measured NaN shows it)."""
+  return "/" in key and isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def metric_columns(rows: Iterable[dict]) -> list[str]:
+  """The metric keys (`is_metric`) that any of `rows` holds, in a stable order: test/*, then
+  disentanglement/* (the registry's metrics in registry order, then the rest such as
+  disentanglement/seconds), then train/*, then any other family; within each, `_LEADING`
+  first and the rest by name."""
+  from vae_jax.analysis import metrics  # pylint: disable=g-import-not-at-top  (sklearn: only now)
+  keys = {k for r in rows for k, v in r.items() if is_metric(k, v)}
+  registry = {k: i for i, k in enumerate(metrics.result_keys())}
+
+  def order(key: str):
+    family = key.split("/", 1)[0]
+    rank = _FAMILIES.index(family) if family in _FAMILIES else len(_FAMILIES)
+    first = _LEADING.index(key) if key in _LEADING else len(_LEADING)
+    return (rank, family, first, registry.get(key, len(registry)), key)
+
+  return sorted(keys, key=order)
+
+
 def _write_csv(path: pathlib.Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
   buf = io.StringIO()
   w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
   w.writeheader()
   for r in rows:
     w.writerow({k: r.get(k, "") for k in columns})
-  with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as f:
-    f.write(buf.getvalue())
-  os.replace(f.name, path)
+  files.write_text(path, buf.getvalue())
 
 
 def write_summary(workdir: pathlib.Path, members, keys: list[str]) -> list[dict[str, Any]]:
@@ -117,13 +141,14 @@ def write_summary(workdir: pathlib.Path, members, keys: list[str]) -> list[dict[
     row = {"member": name, **overrides,
            "status": "damaged results.json" if damaged else
                      "failed" if failed else ("finished" if res else "missing")}
-    row.update({m: res[m] for m in METRICS if m in res})
+    row.update({k: v for k, v in res.items() if is_metric(k, v)})
     rows.append(row)
-  columns = ["member", *keys, "status", *[m for m in METRICS if any(m in r for r in rows)]]
+  metrics = metric_columns(rows)
+  columns = ["member", *keys, "status", *metrics]
   _write_csv(workdir / "sweep.csv", rows, columns)
   if any(k == "seed" for _, o, _ in members for k in o):
-    agg = group_replicates([r for r in rows if r["status"] == "finished"], METRICS)
+    agg = group_replicates([r for r in rows if r["status"] == "finished"], metrics)
     agg_cols = [k for k in keys if k != "seed"] + ["n"] + [
-        c for m in METRICS for c in (m, f"{m}:std") if any(c in r for r in agg)]
+        c for m in metrics for c in (m, f"{m}:std") if any(c in r for r in agg)]
     _write_csv(workdir / "sweep_seeds.csv", agg, agg_cols)
   return rows

@@ -1,27 +1,27 @@
 """Sweeps: the members a config file defines beside `get_config()`, run from the one launcher.
 
 A config module may define `get_sweep()` returning a list of override dicts with dotted keys,
-e.g. `[{"beta": 0.1}, {"beta": 1.0}]` (members named after their overrides, "beta=0.1"), or
-a dict from member names to such dicts, e.g. `{"iwae_k5": {"objective": "iwae", ...}}`, when
-the overrides make poor folder names. `run_sweep` trains every member into
+e.g. `[{"beta": 0.1}, {"beta": 1.0}]` (members named after their overrides, "beta=0.1") or
+`[{"beta_tcvae.beta": 4.0}]` (an objective's own field), or a dict from member names to such
+dicts, e.g. `{"iwae_k5": {"objective": "iwae", ...}}`, when the overrides make poor folder
+names. `run_sweep` trains every member into
 `DIR/<member name>/`, writes `DIR/sweep.csv` (`sweep_table.py`) and the sweep's figures
 (`figures/sweeps.py`). Members that differ only in shape-preserving values (the seed, the
 learning rate, their objective's hyperparameters) train together as one vectorised program
-(`train.train_group`); the others run group after group. Finished members are skipped on
+(`trainer.train_group`); the others run group after group. Finished members are skipped on
 relaunch, and adding seeds to a finished one-seed sweep reuses its members
 (`reuse_one_seed_runs`).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pathlib
 import re
 from typing import Any, Sequence
 
-from vae_jax import sweep_table, validate, workdir as workdir_lib
+from vae_jax import config as config_lib, sweep_table, validate, workdir as workdir_lib
 from vae_jax.errors import UserError
 from vae_jax.runtime import files
 
@@ -31,12 +31,8 @@ _MEMBER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]*")  # a folder and W&B ru
 
 
 def load_module(config_path: str):
-  """Imports a config file by path (as ml_collections' config flag does)."""
-  path = config_path.split(":")[0]
-  spec = importlib.util.spec_from_file_location(pathlib.Path(path).stem + "_sweepdef", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  """Imports a config file by path: `config.load_module` (one-line `UserError`s)."""
+  return config_lib.load_module(config_path)
 
 
 def sweep_of(module, arg: str | None = None) -> Sweep | None:
@@ -92,8 +88,10 @@ def apply_overrides(config, overrides: dict[str, Any]):
   with c.unlocked():
     for key, value in overrides.items():
       if key not in flat:
-        raise UserError(f"sweep override {key!r} is not a config field; fields look like "
-                        "'beta' or 'model.latent_dim' (see configs/default.py)")
+        renamed = workdir_lib.RENAMED_FIELDS.get(key)
+        raise UserError(f"sweep override {key!r} is not a config field; " + (
+            f"it is now {renamed!r}" if renamed else "fields look like 'beta', "
+            "'model.latent_dim' or 'beta_tcvae.beta' (see vae_jax/config.py)"))
       *parents, leaf = key.split(".")
       node = c
       for p in parents:
@@ -268,15 +266,15 @@ def _lock_free(workdirs) -> list[tuple[str, str]]:
 def _train_members(workdir: pathlib.Path, todo, sweep_name: str,
                    allow_config_change: bool) -> None:
   """Trains the members, one vectorised group per set of equal shapes."""
-  from vae_jax import train  # pylint: disable=g-import-not-at-top
+  from vae_jax import trainer  # pylint: disable=g-import-not-at-top
   groups: dict[str, list] = {}
   for m in todo:
-    groups.setdefault(train.group_key(m[2]), []).append(m)
+    groups.setdefault(trainer.group_key(m[2]), []).append(m)
   datasets: dict[str, Any] = {}
   for group in groups.values():
     data_key = json.dumps(group[0][2].data.to_dict(), sort_keys=True)
     if data_key not in datasets:
-      datasets[data_key] = train.load_dataset(group[0][2].data)
+      datasets[data_key] = trainer.load_dataset(group[0][2].data)
     configs = []
     for name, overrides, c in group:
       c = c.copy_and_resolve_references()
@@ -284,7 +282,7 @@ def _train_members(workdir: pathlib.Path, todo, sweep_name: str,
         c.wandb.group = c.wandb.group or sweep_name
         c.wandb.name = c.wandb.name or f"{sweep_name}/{name}"
       configs.append(c)
-    train.train_group(configs, [workdir / n for n, _, _ in group], group_name=sweep_name,
+    trainer.train_group(configs, [workdir / n for n, _, _ in group], group_name=sweep_name,
                       allow_config_change=allow_config_change, dataset=datasets[data_key],
                       extra_config=[{"sweep": sweep_name, "sweep_overrides": o} for _, o, _ in group])
 

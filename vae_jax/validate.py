@@ -16,6 +16,7 @@ from vae_jax import checks, convolutions, decoder_likelihoods, models, objective
 from vae_jax import data as data_lib
 from vae_jax.data import BINARIZATIONS, arrays, local, preprocess
 from vae_jax.data.corruption import CORRUPTIONS
+from vae_jax import workdir as workdir_lib
 
 WANDB_MODES = ("offline", "online", "disabled")
 MATMUL_PRECISIONS = ("default", "float32", "tensorfloat32", "bfloat16")  # jax.default_matmul_precision
@@ -23,7 +24,7 @@ _int, _float, _choice = checks.integer, checks.number, checks.choice
 
 
 def _check_model(config) -> None:
-  _choice(config, "model.name", models.KINDS)
+  _choice(config, "model.name", models.FAMILIES)
   _choice(config, "model.architecture", models.ENCODERS)
   _int(config, "model.latent_dim", 1)
   checks.positive_ints(config, "model.hidden_sizes", "(400,) or (512, 256)")
@@ -41,23 +42,13 @@ def _check_model(config) -> None:
   _choice(config, "model.likelihood", decoder_likelihoods.LIKELIHOODS)
   _float(config, "model.scale", 0.0, lo_open=True)
   checks.boolean(config, "model.learn_scale")
-  _int(config, "model.stochastic_layers", 1)
-  if config.model.stochastic_layers > 2:
-    checks.fail("model.stochastic_layers", config.model.stochastic_layers, "1 or 2")
-  _int(config, "model.top_latent_dim", 1)
-  checks.positive_ints(config, "model.top_hidden_sizes", "(100, 100) or ()")
-  vae = config.model.name == "vae"
-  if config.num_importance_samples > 1 and not vae:
+  models.check_fields(config)  # every family's own fields, whatever the family
+  family = models.family_of(config.model)
+  if config.num_importance_samples > 1 and not family.stochastic:
     checks.fail("num_importance_samples", config.num_importance_samples,
-                "1 with model.name='ae' (an AE's code is deterministic: there is nothing to "
-                "sample)")
-  if config.model.stochastic_layers == 2:
-    if not vae:
-      checks.fail("model.stochastic_layers", 2, "1 with model.name='ae' (stacked latent layers "
-                  "are stochastic: use model.name='vae')")
-    if config.model.architecture != "mlp":
-      checks.fail("model.stochastic_layers", 2, f"1 with model.architecture="
-                  f"{config.model.architecture!r} (two stochastic layers are MLP-only)")
+                f"1 with model.name={config.model.name!r} (its code is deterministic: there is "
+                "nothing to sample)")
+  family.validate(config)
 
 
 def _check_data(config) -> None:
@@ -126,6 +117,7 @@ def _check_data(config) -> None:
 
 def validate(config: config_dict.ConfigDict, num_devices: int = 1) -> None:
   """Checks every field the library reads; raises UserError on the first bad one."""
+  checks.not_renamed(config, workdir_lib.RENAMED_FIELDS)  # an old name would be read by nothing
   _int(config, "seed", 0)
   _int(config, "num_epochs", 0)
   _int(config, "batch_size", 1)

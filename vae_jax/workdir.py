@@ -8,13 +8,18 @@ DIR/config.json holds the resolved config, the code version, libraries and devic
 relaunch into a workdir must not change what it computes (`check_resumable`). The model is
 rebuilt from the saved config (`models.init_params`: the same code path as training) and its
 parameters restored from the newest Orbax checkpoint in DIR/checkpoints.
+
+A saved config is read in today's layout: fields renamed since it was saved are moved to their
+new names (`migrate`, from `RENAMED_FIELDS`: the one place that knows the old names) and fields
+added since take their defaults (`default_fields`, from the package's `vae_jax/config.py`), both
+when it is read back (`read_config`) and when it is compared with a relaunch's config
+(`config_differences`), so an old run resumes and its tools read it.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.metadata
-import importlib.util
 import json
 import pathlib
 import subprocess
@@ -24,7 +29,8 @@ import jax
 from flax import nnx
 from ml_collections import config_dict
 
-from vae_jax import checkpoints, data as data_lib, models, optim
+from vae_jax import checkpoints, config as config_lib, data as data_lib, models, objectives
+from vae_jax import optim
 from vae_jax.errors import UserError
 from vae_jax.runtime.files import quarantine, write_json  # noqa: F401  (the workdir's files)
 
@@ -43,10 +49,28 @@ RESUMABLE_CHANGES = ("num_epochs", "eval_every_epochs", "checkpoint_every_epochs
                      "model.conv_lowering",
                      # where the same data lives on this machine (a workdir moved CPU -> GPU)
                      "data.manual_dir", "data.tfds_dir", "data.cache_dir")
-_TUPLE_FIELDS = (("model", "hidden_sizes"), ("model", "conv_channels"),
-                 ("model", "top_hidden_sizes"), ("model", "decoder_hidden_sizes"),
-                 ("data", "exclude_labels"))
-_DEFAULT_CONFIG = pathlib.Path(__file__).resolve().parent.parent / "configs" / "default.py"
+# Tuple fields, which JSON saves as lists: read back as tuples (as the config files set them).
+_TUPLE_FIELDS = ("model.hidden_sizes", "model.conv_channels", "model.top_hidden_sizes",
+                 "model.decoder_hidden_sizes", "data.exclude_labels",
+                 "factor_vae.discriminator_sizes")
+# Fields renamed or moved since runs were first saved: old dotted name -> new dotted name
+# (`migrate`). A field renamed in vae_jax/config.py gets its entry here.
+RENAMED_FIELDS = {
+    # Each objective's own fields, once flat at the top level, moved into a sub-dict named for
+    # the objective (`objectives.CONFIG_SECTIONS`).
+    "annealed_gamma": "annealed_vae.gamma",
+    "annealed_capacity_max": "annealed_vae.capacity_max",
+    "annealed_capacity_steps": "annealed_vae.capacity_steps",
+    "tcvae_alpha": "beta_tcvae.alpha",
+    "tcvae_beta": "beta_tcvae.beta",
+    "tcvae_gamma": "beta_tcvae.gamma",
+    "tcvae_estimator": "beta_tcvae.estimator",
+    "dip_lambda_od": "dip_vae.lambda_od",
+    "dip_lambda_d": "dip_vae.lambda_d",
+    "factor_gamma": "factor_vae.gamma",
+    "factor_discriminator_learning_rate": "factor_vae.discriminator_learning_rate",
+    "factor_discriminator_sizes": "factor_vae.discriminator_sizes",
+}
 
 
 # What a run records ----------------------------------------------------------------------
@@ -102,27 +126,44 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
   return out
 
 
+def migrate(saved: dict) -> dict:
+  """A saved config (nested JSON data, config.json's "config") with the fields renamed since it
+  was saved under their new names (`RENAMED_FIELDS`); a copy (`saved` is left as it is). A
+  config already in today's layout comes back equal."""
+  d = json.loads(json.dumps(saved))
+  for old, new in RENAMED_FIELDS.items():
+    *old_sections, old_leaf = old.split(".")
+    node = d
+    for section in old_sections:
+      node = node.get(section) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or old_leaf not in node:
+      continue
+    value = node.pop(old_leaf)
+    *sections, leaf = new.split(".")
+    node = d
+    for section in sections:
+      node = node.setdefault(section, {})
+    node.setdefault(leaf, value)
+  return d
+
+
 @functools.lru_cache(maxsize=1)
 def _default_fields() -> tuple[tuple[str, Any], ...]:
-  spec = importlib.util.spec_from_file_location("vae_jax_default_config", _DEFAULT_CONFIG)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return tuple(flatten(json.loads(module.get_config().to_json_best_effort())).items())
+  return tuple(flatten(json.loads(config_lib.get_config().to_json_best_effort())).items())
 
 
 def default_fields() -> dict[str, Any]:
-  """configs/default.py's fields, flattened, as JSON data. A run saved before a field existed
-  is read with that field's default, which by the rule of configs/default.py is what the
-  library computed before the field was added. {} when the configs folder is not beside the
-  package (a non-editable install)."""
-  if not _DEFAULT_CONFIG.is_file():
-    return {}
+  """The default config's fields (`vae_jax/config.py`, inside the package), flattened, as JSON
+  data. A run saved before a field existed is read with that field's default, which by the
+  rule of vae_jax/config.py is what the library computed before the field was added."""
   return json.loads(json.dumps(dict(_default_fields())))  # a fresh copy: values may be lists
 
 
 def config_differences(old: dict, new: dict) -> list[str]:
-  """Dotted keys whose values differ, ignoring the fields a resumed run may change."""
-  a, b = {**default_fields(), **flatten(old)}, flatten(new)
+  """Dotted keys (today's names) whose values differ, ignoring the fields a resumed run may
+  change; `old` (a saved config) is read as `read_config` reads it: renamed fields under their
+  new names, missing ones at their defaults."""
+  a, b = {**default_fields(), **flatten(migrate(old))}, flatten(new)
   keys = sorted(set(a) | set(b))
   diffs = [k for k in keys if a.get(k) != b.get(k)]
   return [k for k in diffs if not any(k == r or (r.endswith(".") and k.startswith(r))
@@ -133,22 +174,27 @@ def config_differences(old: dict, new: dict) -> list[str]:
 
 
 def read_config(workdir) -> config_dict.ConfigDict:
-  """The resolved config a run was launched with (DIR/config.json's "config"), with the fields
-  added since it was saved at their defaults."""
+  """The resolved config a run was launched with (DIR/config.json's "config"), in today's
+  layout: the fields renamed since it was saved under their new names (`migrate`), the fields
+  added since at their defaults."""
   path = pathlib.Path(workdir) / "config.json"
   if not path.is_file():
     raise UserError(f"{workdir} holds no run: {path} is missing (train it with launch.py first)")
   try:
-    d = json.loads(path.read_text())["config"]
+    d = migrate(json.loads(path.read_text())["config"])
     for key, value in default_fields().items():  # runs saved before the field existed
       *sections, field = key.split(".")
       node = d
       for section in sections:
         node = node.setdefault(section, {})
       node.setdefault(field, value)
-    for section, field in _TUPLE_FIELDS:
-      if d[section].get(field) is not None:  # None: an unset optional field (or an old run)
-        d[section][field] = tuple(d[section][field])
+    for key in _TUPLE_FIELDS:
+      *sections, field = key.split(".")
+      node = d
+      for section in sections:
+        node = node[section]
+      if node.get(field) is not None:  # None: an unset optional field (or an old run)
+        node[field] = tuple(node[field])
   except (ValueError, KeyError, TypeError, AttributeError):
     raise UserError(f"{path} is not a run's config.json (no 'config' with a 'model')") from None
   return config_dict.ConfigDict(d)
@@ -240,7 +286,8 @@ def load_run(workdir, *, epoch: int | None = None, require_finished: bool = True
   if not (workdir / "checkpoints").is_dir():
     raise UserError(f"{workdir} has no checkpoints/ folder")
   ds = dataset if dataset is not None else data_lib.load(config.data)
-  graphdef, params, rest = models.init_params(config, ds.image_shape)
+  graphdef, params, rest = models.init_params(config, ds.image_shape,
+                                              objectives.OBJECTIVES[config.objective].modules)
   opt_state = optim.transform(config).init(params)
   ckpt = checkpoints.Checkpointer(workdir, config.keep_checkpoints)
   try:

@@ -27,8 +27,9 @@ METHODS = ("rec", "neg_elbo", "iwae")
 
 
 def default_method(model) -> str:
-  """"iwae" for a VAE (its best likelihood estimate), "rec" for an AE (it has no other)."""
-  return "iwae" if model.kind == "vae" else "rec"
+  """"iwae" for a stochastic family (its best likelihood estimate), "rec" for an AE (it has no
+  other)."""
+  return "iwae" if model.stochastic else "rec"
 
 
 def auroc(scores, is_anomaly) -> float:
@@ -68,7 +69,7 @@ def scores(model, images_u8: np.ndarray, method: str | None = None, *, key=None,
   """Anomaly score of each uint8 image (N, H, W, C): shape (N,), in nats, higher = stranger.
 
   Args:
-    model: a trained `models.AutoEncoder`.
+    model: a trained model (`models.FAMILIES`).
     images_u8: images prepared as the model's training data were (same binarisation).
     method: one of METHODS; None = `default_method(model)`.
     key: PRNG key for "neg_elbo" and "iwae" (default `jax.random.key(rng.ANALYSIS_SEED)`).
@@ -78,8 +79,9 @@ def scores(model, images_u8: np.ndarray, method: str | None = None, *, key=None,
   method = method or default_method(model)
   if method not in METHODS:
     raise ValueError(f"unknown score {method!r}; expected one of {METHODS}")
-  if method != "rec" and model.kind != "vae":
-    raise ValueError(f"score {method!r} needs a VAE; an AE has only 'rec'")
+  if method != "rec" and not model.stochastic:
+    raise ValueError(f"score {method!r} needs a VAE (a family with q(z|x) and p(z)); "
+                     f"model.name={model.name!r} has only 'rec'")
   key = jax.random.key(rng.ANALYSIS_SEED) if key is None else key
   x_all = np.asarray(images_u8, np.float32) / 255.0
   with jax.default_matmul_precision("float32"):

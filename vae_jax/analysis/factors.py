@@ -5,9 +5,15 @@ The representation is the posterior mean (an AE's code), as in Locatello et al. 
 observations of a factor combination are looked up in the training split, which for dSprites
 holds every combination exactly once (for a one-factor dataset such as MNIST each lookup picks
 one of the images of that label at random). Chen et al.'s own MIG ("disentanglement/mig_chen",
-`analysis.mig_chen`) uses the posteriors q(z|x) of the whole training split instead; an AE has
-none and gets no such key.
-"""
+`analysis.mig_chen`) uses the posteriors q(z|x) of the whole training split instead.
+
+Which metrics there are, and when each is defined, is the registry's business
+(`vae_jax.analysis.metrics`). A metric that is undefined here (β-VAE score, FactorVAE score,
+DCI disentanglement and modularity on one factor such as MNIST's label; mig_chen for an AE; ...)
+gets no key; its reason goes under "not_computed" ({"disentanglement/beta_vae": "needs at least
+2 factors; 'mnist' has 1 (label)"}), in the returned dict and in results.json
+(`merge_results`), and the run prints "<workdir>: disentanglement/beta_vae not computed:
+<reason>" (`not_computed_lines`)."""
 
 from __future__ import annotations
 
@@ -16,22 +22,26 @@ import time
 import numpy as np
 
 from vae_jax import latents
-from vae_jax.analysis import disentanglement
-from vae_jax.analysis import mig_chen
+from vae_jax.analysis import metrics
+from vae_jax.analysis.metrics import common
 from vae_jax.errors import UserError
 
+# The key of results.json (and of `disentanglement_metrics`' dict) that holds
+# {result key: why it was not computed}.
+NOT_COMPUTED = "not_computed"
 
-def factor_data(ds) -> disentanglement.FactorData:
+
+def factor_data(ds) -> common.FactorData:
   """The `FactorData` of a dataset's training split (its labels as factor indices)."""
   factors = ds.factors("train")
   sizes = tuple(ds.factor_sizes) or tuple(int(m) + 1 for m in factors.max(0))
   try:
-    lookup = disentanglement.factor_data_from_arrays(np.arange(len(factors)), factors, sizes,
-                                                     ds.factor_names)
+    lookup = common.factor_data_from_arrays(np.arange(len(factors)), factors, sizes,
+                                             ds.factor_names)
   except ValueError as e:
     raise UserError(f"the disentanglement metrics need every factor combination of "
                     f"{ds.name!r} in its training split ({e})") from None
-  return disentanglement.FactorData(
+  return common.FactorData(
       sizes, lambda f, rng: ds.images("train", lookup.observe(f, rng)), ds.factor_names)
 
 
@@ -40,32 +50,45 @@ def representation(model):
   return lambda images: latents.encode_means(model, images)
 
 
-def chen_mig_metrics(model, ds, *, seed: int = 0, sample_scale: float = 1.0) -> dict:
-  """{"disentanglement/mig_chen": Chen et al.'s MIG, "disentanglement/mig_chen_seconds"} of a
-  VAE over its dataset's whole training split, with max(2, round(10,000 * sample_scale)) sample
-  points per set (their 10,000 at scale 1); {} where it is undefined (an AE, or no factor that
-  varies: `mig_chen.unavailable_reason` says which)."""
-  if mig_chen.unavailable_reason(model, ds):
-    return {}
-  t0 = time.perf_counter()
-  num_samples = max(2, int(round(mig_chen.NUM_SAMPLES * sample_scale)))
-  r = mig_chen.mig_chen_of_model(model, ds, seed=seed, num_samples=num_samples)
-  return {"disentanglement/mig_chen": r["mig_chen"],
-          "disentanglement/mig_chen_seconds": time.perf_counter() - t0}
-
-
 def disentanglement_metrics(model, ds, *, seed: int = 0, sample_scale: float = 1.0) -> dict:
-  """The nine metrics of `disentanglement.compute_all` as "disentanglement/<name>", Chen et
-  al.'s MIG as "disentanglement/mig_chen" (a VAE only, see `chen_mig_metrics`), plus the
-  settings and wall time they were computed with."""
+  """Every registered metric (`vae_jax.analysis.metrics.REGISTRY`: disentanglement_lib's nine
+  and, for a model with q(z|x), Chen et al.'s MIG) as "disentanglement/<key>", the settings and
+  wall time they were computed with, and NOT_COMPUTED: {"disentanglement/<key>": reason} for
+  every key whose preconditions do not hold on this model and dataset (possibly empty)."""
   t0 = time.perf_counter()
-  scores = disentanglement.compute_all(factor_data(ds), representation(model), seed,
-                                       num_samples_scale=sample_scale)
-  out = {f"disentanglement/{k}": v for k, v in scores.items()}
-  out.update(chen_mig_metrics(model, ds, seed=seed, sample_scale=sample_scale))
+  inputs = metrics.Inputs(factor_data(ds), representation(model), seed,
+                          num_samples_scale=sample_scale, dataset_name=ds.name, model=model,
+                          dataset=ds)
+  result = metrics.evaluate(inputs)
+  prefix = metrics.PREFIX
+  out = {prefix + k: v for k, v in result.scores.items()}
+  out.update({prefix + k: v for k, v in result.details.items()})
   out.update({"disentanglement/seed": seed, "disentanglement/sample_scale": float(sample_scale),
               "disentanglement/seconds": time.perf_counter() - t0})
+  out[NOT_COMPUTED] = {prefix + k: why for k, why in result.not_computed.items()}
   return out
+
+
+def merge_results(results: dict, new: dict) -> dict:
+  """`results` (a results.json dict) updated in place with `new` (as `disentanglement_metrics`
+  returns it) and returned: a key computed now replaces its old value and loses any old reason;
+  a key not computed now loses any old value and records its reason under NOT_COMPUTED (kept
+  only when it holds something)."""
+  reasons = dict(new.get(NOT_COMPUTED, {}))
+  results.update({k: v for k, v in new.items() if k != NOT_COMPUTED})
+  for k in reasons:
+    results.pop(k, None)
+  merged = {k: v for k, v in results.get(NOT_COMPUTED, {}).items() if k not in new}
+  merged.update(reasons)
+  results.pop(NOT_COMPUTED, None)
+  if merged:
+    results[NOT_COMPUTED] = merged
+  return results
+
+
+def not_computed_lines(workdir, new: dict) -> list[str]:
+  """"<workdir>: <key> not computed: <reason>", one line per key left out of `new`."""
+  return [f"{workdir}: {k} not computed: {why}" for k, why in new.get(NOT_COMPUTED, {}).items()]
 
 
 def factor_traversal_images(ds, base_index: int = 0) -> dict:
@@ -91,9 +114,9 @@ def normalised_unit_factor_mi(codes_NxZ, factors_NxF, num_bins: int = 20) -> np.
   factor's entropy: disentanglement_lib's MIG inputs (each unit binned into `num_bins`
   equal-width bins, plug-in MI in nats) divided by H(factor). A constant factor (H = 0) gets 0."""
   factors_NxF = np.asarray(factors_NxF).reshape(len(factors_NxF), -1)
-  mi_ZxF = disentanglement.discrete_mutual_info(
-      disentanglement.histogram_discretize(codes_NxZ, num_bins), factors_NxF)
-  entropy_F = disentanglement.discrete_entropy(factors_NxF)
+  mi_ZxF = common.discrete_mutual_info(common.histogram_discretize(codes_NxZ, num_bins),
+                                       factors_NxF)
+  entropy_F = common.discrete_entropy(factors_NxF)
   return np.divide(mi_ZxF, entropy_F, out=np.zeros_like(mi_ZxF), where=entropy_F > 0)
 
 

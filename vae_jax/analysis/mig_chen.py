@@ -100,7 +100,7 @@ def factors_used(dataset_name: str, factor_names: Sequence[str],
 
 def unavailable_reason(model, ds) -> str | None:
   """Why a model on a dataset gets no mig_chen (None: it gets one)."""
-  if getattr(model, "kind", "vae") != "vae":
+  if not getattr(model, "stochastic", True):
     return ("an AE has no posterior q(z|x): Chen et al.'s MIG needs a sampled z and the "
             "density q(z_j|x) of every image")
   factors = ds.factors("train")

@@ -10,7 +10,7 @@ from typing import Sequence
 import jax
 import numpy as np
 
-from vae_jax import latents
+from vae_jax import latents, models
 from vae_jax.analysis import probes
 from vae_jax.figures import grids
 from vae_jax.figures.grids import plt, save_figure
@@ -20,13 +20,18 @@ AE_GRID_PERCENTILES = (1.0, 99.0)  # the AE manifold spans these percentiles of 
 _DIGIT_COLORS = plt.get_cmap("tab10")
 
 
-def manifold_axes(kind: str, n: int = 10, latents_Nx2: np.ndarray | None = None):
+def manifold_axes(family, n: int = 10, latents_Nx2: np.ndarray | None = None):
   """The latent values along each axis of the n x n manifold grid: two arrays of shape (n,).
 
-  VAE: the N(0, 1) inverse CDF of linspace(0.05, 0.95, n), equal prior mass between points.
-  AE (no prior): linspace between the 1st and 99th percentiles of `latents_Nx2` per axis.
+  `family`: a model, or a family name of `models.FAMILIES`. With a N(0, I) prior (the VAE):
+  the N(0, 1) inverse CDF of linspace(0.05, 0.95, n), equal prior mass between points. Without
+  one (the AE, which has no prior; the two-layer and VampPrior VAEs, whose prior over z has no
+  quantiles in closed form): linspace between the 1st and 99th percentiles of `latents_Nx2` per
+  axis, the region the codes occupy.
   """
-  if kind == "vae":
+  if isinstance(family, str):
+    family = models.FAMILIES[family]
+  if family.standard_normal_prior:
     q = np.asarray(jax.scipy.stats.norm.ppf(np.linspace(*VAE_GRID_QUANTILES, n)), np.float64)
     return q, q.copy()
   if latents_Nx2 is None:
@@ -107,13 +112,15 @@ def scatter_label_name(ds) -> str | None:
 
 
 def _model_name(model) -> str:
-  return "VAE" if model.kind == "vae" else "AE"
+  return model.title
 
 
 def save_samples(path, model, key, n: int = 64, train_images_u8=None) -> str:
-  """Decoded prior samples (VAE: N(0, I); AE: a Gaussian fitted to training latents)."""
+  """Decoded prior samples (a stochastic family's prior; AE: a Gaussian fitted to training
+  latents)."""
   samples = latents.prior_samples(model, key, n, train_images_u8)
-  what = "prior N(0, I)" if model.kind == "vae" else "Gaussian fitted to training latents"
+  what = (f"prior {model.prior_description}" if model.stochastic
+          else "Gaussian fitted to training latents")
   return grids.save_grid(path, samples, int(np.ceil(np.sqrt(n))),
                          f"{_model_name(model)} samples: decoded z ~ {what}")
 
@@ -122,16 +129,16 @@ def save_manifold(path, model, codes=None, n: int = 10) -> str:
   """The n x n grid of decoded latents of a 2-D model (see `manifold_axes`)."""
   if model.latent_dim != 2:
     raise ValueError(f"the manifold needs a 2-D latent space (latent_dim={model.latent_dim})")
-  z1, z2 = manifold_axes(model.kind, n, codes)
+  z1, z2 = manifold_axes(model, n, codes)
   fig, ax = plt.subplots(figsize=(6.2, 6.4))
   _draw_grid(ax, decode_manifold(model, z1, z2), z1, z2, _manifold_title(model))
   return save_figure(fig, path)
 
 
 def _manifold_title(model) -> str:
-  if model.kind == "vae":
-    return "VAE latent manifold: $z$ = $\\Phi^{-1}$(0.05 ... 0.95) per axis"
-  return "AE latent manifold: 1st ... 99th percentile of its latents"
+  if model.standard_normal_prior:
+    return f"{model.title} latent manifold: $z$ = $\\Phi^{{-1}}$(0.05 ... 0.95) per axis"
+  return f"{model.title} latent manifold: 1st ... 99th percentile of its latents"
 
 
 def save_latent_scatter(path, codes, labels, title: str = "Test latents (posterior means)",
@@ -170,10 +177,10 @@ def save_ae_vs_vae(path, ae_model, vae_model, test_images_u8, test_labels, n: in
     labels = labels[:, 0]
   for col, model in enumerate((ae_model, vae_model)):
     lat = latents.encode_means(model, test_images_u8)
-    z1, z2 = manifold_axes(model.kind, n, lat)
+    z1, z2 = manifold_axes(model, n, lat)
     name = _model_name(model)
     _draw_scatter(axes[0, col], lat, labels,
-                  f"{name}: test latents ({'posterior means' if name == 'VAE' else 'z = f(x)'})",
+                  f"{name}: test latents ({'posterior means' if model.stochastic else 'z = f(x)'})",
                   box=((z1[0], z1[-1]), (z2[0], z2[-1])), label_name=label_name)
     _draw_grid(axes[1, col], decode_manifold(model, z1, z2), z1, z2, _manifold_title(model))
   where = f"{dataset_name} test set" if dataset_name else "test set"
@@ -205,7 +212,7 @@ def save_latent_figures(workdir, model, test_images_u8, test_labels,
   labels = None if test_labels is None else np.asarray(test_labels)
   if labels is not None and labels.ndim == 2:
     labels = labels[:, 0]
-  what = "posterior means" if model.kind == "vae" else "z = f(x)"
+  what = "posterior means" if model.stochastic else "z = f(x)"
   title = f"{_model_name(model)} test latents ({what})"
   if _coloured(labels, label_name):
     title += f", coloured by {label_name}"

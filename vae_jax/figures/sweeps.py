@@ -1,15 +1,19 @@
-"""Sweep figures from the rows of DIR/sweep.csv: the beta rate-distortion plane, the latent-size
-curves and AE vs VAE in 2-D; `sweep_figures` picks them by what the sweep varies. Each plot
-takes a list of row dicts (override keys such as "beta", "model.latent_dim", "model.name",
-"seed", and final metrics such as "test/rec", "test/kl", "test/neg_elbo") and writes one PNG.
-Rows that differ only in "seed" are replicates: they are drawn as one point, mean +- std.
+"""Sweep figures from the rows of DIR/sweep.csv: the beta rate-distortion plane, the
+disentanglement metrics against the swept value, the latent-size curves and AE vs VAE in 2-D.
+Which of them a sweep gets is one table, `SWEEP_FIGURES`: (name, applies_to(rows, keys), draw);
+`sweep_figures` draws every entry that applies. Each plot takes a list of row dicts (override
+keys such as "beta", "model.latent_dim", "model.name", "seed", and final metrics such as
+"test/rec", "test/kl", "test/neg_elbo") and writes one PNG, DIR/<name>.png. Rows that differ
+only in "seed" are replicates: they are drawn as one point, mean +- std.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import pathlib
+from typing import Callable
 
 import numpy as np
 
@@ -121,16 +125,18 @@ def plot_latent_size(rows: list[dict], path: str | os.PathLike, *,
   return save_figure(fig, path)
 
 
-DISENTANGLEMENT_METRICS = ("beta_vae", "factor_vae", "mig", "mig_chen", "dci_disentanglement",
-                           "dci_completeness", "dci_informativeness", "sap", "modularity",
-                           "explicitness")
+def disentanglement_metrics() -> tuple[str, ...]:
+  """The registry's metrics as results.json keys ("disentanglement/mig", ...), in its order."""
+  from vae_jax.analysis import metrics  # pylint: disable=g-import-not-at-top  (sklearn: only now)
+  return metrics.result_keys()
 
 
 def plot_metrics_against(rows: list[dict], path: str | os.PathLike, *, key: str = "beta",
-                         metrics=tuple(f"disentanglement/{m}" for m in DISENTANGLEMENT_METRICS),
-                         replicate_key: str = "seed") -> str:
-  """One panel per metric against a swept key: the median over seeds as a line, their range
-  (min to max) as a band; rows that differ in other swept keys are separate lines."""
+                         metrics=None, replicate_key: str = "seed") -> str:
+  """One panel per metric (default: every registered disentanglement metric the rows hold)
+  against a swept key: the median over seeds as a line, their range (min to max) as a band;
+  rows that differ in other swept keys are separate lines."""
+  metrics = disentanglement_metrics() if metrics is None else metrics
   metrics = [m for m in metrics if any(is_number(r.get(m)) for r in rows)]
   if not metrics:
     raise ValueError("no rows hold any of the metrics")
@@ -174,28 +180,66 @@ def plot_metrics_against(rows: list[dict], path: str | os.PathLike, *, key: str 
   return save_figure(fig, path)
 
 
+# --------------------------------------------------------------------------------------------
+# Which figures a sweep gets.
+
+
+def _swept(keys) -> list[str]:
+  return [k for k in keys if k != "seed"]
+
+
+def _draw_ae_vs_vae(path: pathlib.Path, rows: list[dict], keys) -> str | None:
+  """Both members' latent scatters and manifolds, when both have a 2-D latent space (else
+  None); the title names their dataset."""
+  from vae_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from vae_jax.figures import latents  # pylint: disable=g-import-not-at-top
+  names = {r.get("model.name"): r["member"] for r in rows}
+  _, ae, ds = workdir_lib.load_run(path.parent / names["ae"])
+  _, vae, _ = workdir_lib.load_run(path.parent / names["vae"], dataset=ds)
+  if not ae.latent_dim == vae.latent_dim == 2:
+    return None
+  return latents.save_ae_vs_vae(path, ae, vae, ds.test_images, ds.test_labels,
+                                dataset_name=ds.name,
+                                label_name=latents.scatter_label_name(ds))
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepFigure:
+  """A sweep figure: `applies_to(finished rows, swept keys)` says whether the sweep gets it;
+  `draw(DIR/<name>.png, finished rows, swept keys)` writes it and returns its path (None where
+  it turns out not to apply, e.g. AE vs VAE with latents of more than 2-D)."""
+
+  name: str
+  applies_to: Callable[[list[dict], list[str]], bool]
+  draw: Callable[[pathlib.Path, list[dict], list[str]], str | None]
+
+
+SWEEP_FIGURES = (
+    SweepFigure("rate_distortion", lambda rows, keys: "beta" in keys,
+                lambda path, rows, keys: plot_rate_distortion(rows, path)),
+    # Against the one value a sweep varies (seeds aside), when its members hold any metric.
+    SweepFigure("disentanglement",
+                lambda rows, keys: len(_swept(keys)) == 1 and any(
+                    is_number(r.get(m)) for r in rows for m in disentanglement_metrics()),
+                lambda path, rows, keys: plot_metrics_against(rows, path, key=_swept(keys)[0])),
+    # Latent size against test NLL only when it is what the sweep varies: a sweep that also
+    # changes, say, the objective (configs/iwae_table.py) would mix unlike models in one curve.
+    SweepFigure("latent_size",
+                lambda rows, keys: "model.latent_dim" in keys and set(keys) <= {
+                    "model.latent_dim", "model.name", "seed"},
+                lambda path, rows, keys: plot_latent_size(rows, path)),
+    SweepFigure("ae_vs_vae",
+                lambda rows, keys: list(keys) == ["model.name"] and {"ae", "vae"} <= {
+                    r.get("model.name") for r in rows},
+                _draw_ae_vs_vae),
+)
+
+
 def sweep_figures(workdir: pathlib.Path, rows, keys) -> list[str]:
-  """The sweep's comparison figure(s), chosen by what it sweeps."""
+  """Every figure of `SWEEP_FIGURES` that applies to the sweep's finished members."""
   done = [r for r in rows if r.get("status") == "finished"]
-  paths = []
   if not done:
-    return paths
-  if "beta" in keys:
-    paths.append(plot_rate_distortion(done, workdir / "rate_distortion.png"))
-  swept = [k for k in keys if k != "seed"]
-  if len(swept) == 1 and any(is_number(r.get("disentanglement/mig")) for r in done):
-    paths.append(plot_metrics_against(done, workdir / "disentanglement.png", key=swept[0]))
-  # Latent size against test NLL only when it is what the sweep varies: a sweep that also
-  # changes, say, the objective (configs/iwae_table.py) would mix unlike models in one curve.
-  if "model.latent_dim" in keys and set(keys) <= {"model.latent_dim", "model.name", "seed"}:
-    paths.append(plot_latent_size(done, workdir / "latent_size.png"))
-  names = {r.get("model.name"): r["member"] for r in done}
-  if keys == ["model.name"] and {"ae", "vae"} <= set(names):
-    from vae_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-    from vae_jax.figures.latents import save_ae_vs_vae  # pylint: disable=g-import-not-at-top
-    _, ae, ds = workdir_lib.load_run(workdir / names["ae"])
-    _, vae, _ = workdir_lib.load_run(workdir / names["vae"])
-    if ae.latent_dim == vae.latent_dim == 2:
-      paths.append(save_ae_vs_vae(workdir / "ae_vs_vae.png", ae, vae, ds.test_images,
-                                          ds.test_labels))
-  return paths
+    return []
+  paths = [figure.draw(pathlib.Path(workdir) / f"{figure.name}.png", done, keys)
+           for figure in SWEEP_FIGURES if figure.applies_to(done, keys)]
+  return [p for p in paths if p]

@@ -1,9 +1,10 @@
 """Latent traversals, the figure every beta-VAE paper shows.
 
 `save_traversals`: one row per latent unit, sorted by its KL (most informative first), each
-decoding a code in which that unit sweeps the prior's -3..3 standard deviations while the other
-units stay at a test image's posterior mean; the unit's KL (nats, averaged over the test
-split) labels its row. A unit whose row does not change is unused (KL ~ 0). On data with
+decoding a code in which that unit sweeps the prior's -3..3 standard deviations (about the
+prior's mean: 0 and 1 for N(0, I), estimated from prior samples for another prior,
+`latents.prior_moments`) while the other units stay at a test image's posterior mean; the
+unit's KL (nats, averaged over the test split) labels its row. A unit whose row does not change is unused (KL ~ 0). On data with
 ground-truth factors the label also names the factor the unit carries most information about
 and that information as a share of the factor's entropy ("z3 · position x 0.71 H";
 `factor_labels`, from `analysis.factors.unit_factor_information`), or "no factor" below
@@ -26,7 +27,7 @@ import pathlib
 import numpy as np
 
 from vae_jax import latents
-from vae_jax.figures.grids import plt, save_figure, save_grid
+from vae_jax.figures.grids import plt, save_figure, save_grid, write_file
 
 
 def unit_order(kl_per_dim) -> np.ndarray:
@@ -34,13 +35,15 @@ def unit_order(kl_per_dim) -> np.ndarray:
   return np.argsort(-np.asarray(kl_per_dim, np.float64), kind="stable")
 
 
-def traversal_codes(z0_Z, units, limit: float = 3.0, steps: int = 11) -> np.ndarray:
-  """(len(units) * steps, Z) codes: row r sets unit units[r] to linspace(-limit, limit, steps)
-  and keeps every other unit at z0."""
+def traversal_codes(z0_Z, units, limit: float = 3.0, steps: int = 11, center_Z=None,
+                    scale_Z=None) -> np.ndarray:
+  """(len(units) * steps, Z) codes: row r sets unit d = units[r] to linspace(-limit, limit,
+  steps), or with `center_Z` and `scale_Z` (a prior's per-unit mean and standard deviation) to
+  center_Z[d] + scale_Z[d] * linspace(-limit, limit, steps), and keeps every other unit at z0."""
   values = np.linspace(-limit, limit, steps)
   z = np.repeat(np.asarray(z0_Z, np.float32)[None, None], len(units), 0).repeat(steps, 1)
   for r, d in enumerate(units):
-    z[r, :, d] = values
+    z[r, :, d] = values if center_Z is None else center_Z[d] + scale_Z[d] * values
   return z.reshape(-1, z.shape[-1])
 
 
@@ -94,8 +97,9 @@ def save_traversals(path: str | os.PathLike, model, image_u8, kl_per_dim, *, lim
                     unit_factor_info=None, gif: bool = True) -> str:
   """Prior traversals around the posterior mean of one image (see the module docstring).
 
-  `kl_per_dim` orders and labels the rows; a two-layer model, whose z1 has no closed-form KL,
-  passes the variance of each unit's posterior mean instead (`score_name="var"`).
+  `kl_per_dim` orders and labels the rows; a family without a closed-form KL per unit (the
+  two-layer VAE, the VampPrior VAE) passes the variance of each unit's posterior mean instead
+  (`score_name="var"`).
   `unit_factor_info`: (mi_normalised_ZxF, factor names) of
   `analysis.factors.unit_factor_information`, for data with ground-truth factors; None keeps
   the labels to the score. `gif`: also write the sweep animated, the PNG's name with ".gif"
@@ -103,13 +107,15 @@ def save_traversals(path: str | os.PathLike, model, image_u8, kl_per_dim, *, lim
   """
   z0 = latents.encode_means(model, np.asarray(image_u8)[None])[0]
   units = unit_order(kl_per_dim)[:max_units]
-  images = latents.decode_means(model, traversal_codes(z0, units, limit, steps))
+  center, scale = latents.prior_moments(model)
+  images = latents.decode_means(model, traversal_codes(z0, units, limit, steps, center, scale))
   per_unit = None if unit_factor_info is None else factor_labels(*unit_factor_info)
   labels = row_labels(units, kl_per_dim, score_name, per_unit)
   note = ("" if per_unit is None else
           "labels: the factor each unit informs most, I(unit; factor) / H(factor)")
-  title = (f"Latent traversals: each unit from -{limit:g} to +{limit:g} prior std,\nthe others "
-           "at a test image's posterior mean" + (f"\n{note}" if note else ""))
+  about = "" if model.standard_normal_prior else " about the prior mean"
+  title = (f"Latent traversals: each unit from -{limit:g} to +{limit:g} prior std{about},\nthe "
+           "others at a test image's posterior mean" + (f"\n{note}" if note else ""))
   if gif:
     save_traversal_gif(pathlib.Path(path).with_suffix(".gif"),
                        images.reshape(len(units), steps, *images.shape[1:]), labels,
@@ -170,7 +176,8 @@ def save_traversal_gif(path: str | os.PathLike, images_UxSxHxWxC, labels, values
     frames.append(rgb.convert("L") if c == 1 else rgb.convert("P", palette=Image.ADAPTIVE))
     durations.append(end_ms if t in (0, s - 1) else frame_ms)
   plt.close(fig)
-  frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0)
+  write_file(path, lambda f: frames[0].save(f, format="GIF", save_all=True,
+                                            append_images=frames[1:], duration=durations, loop=0))
   return os.fspath(path)
 
 

@@ -14,7 +14,13 @@ vmapped program), the fields that change its program (`static`: they reach the l
 `ctx.options`, see `static_options`), a `validate(config)` for its combinations and a
 `check_fields(config)` for the type and range of its own fields. Every objective's fields are
 checked whatever the objective (a config file holds them all), its combinations only when it
-is chosen. Adding an objective is one entry here plus its fields in `configs/default.py`.
+is chosen. An objective's own fields live in one sub-dict of the config named for it
+(`config.beta_tcvae.beta`, `config.factor_vae.gamma`; the DIP-VAEs share `config.dip_vae`),
+declared with their defaults by its module's `config_fields()` and listed in `CONFIG_SECTIONS`,
+from which the default config (`vae_jax/config.py`) is assembled; `hparams` and `static` name
+them dotted ("beta_tcvae.beta"). The shared ELBO knobs (`beta`, `kl_warmup_steps`, `free_bits`,
+`num_importance_samples`) stay at the top level. Adding an objective is one entry here, plus
+its section in `CONFIG_SECTIONS` when it has fields of its own.
 
 Besides the ELBO family (`elbo.py`) the table holds the disentangling objectives of one-layer
 VAEs: the annealed-capacity VAE (`annealed_vae.py`, Burgess et al., 2018), the β-TCVAE
@@ -29,9 +35,9 @@ import optax
 import types
 from typing import Any, Callable, Mapping, NamedTuple
 
-from vae_jax import checks
+from vae_jax import checks, models
 from vae_jax.objectives import annealed_vae, beta_tcvae, dip_vae, elbo, factor_vae
-from vae_jax.objectives.elbo import eval_metrics, log_weight_terms  # noqa: F401
+from vae_jax.objectives.elbo import eval_metrics  # noqa: F401
 from vae_jax.objectives.gaussian import (gaussian_kl, kl_weight, log_mean_exp,  # noqa: F401
                                          log_q_of_eps, normal_log_prob, reparameterize,
                                          standard_normal_log_prob)
@@ -80,19 +86,21 @@ def _checking_all_fields(validate: Callable[[Any], None]) -> Callable[[Any], Non
 
 
 def _validate_elbo_family(config) -> None:
-  """The combinations of objective, k, model and free bits that define something."""
-  vae = config.model.name == "vae"
-  if config.objective != "elbo" and not vae:
-    checks.fail("objective", config.objective, "'elbo' with model.name='ae' (an AE has no "
-                "q(z|x) to importance-weight)")
+  """The combinations of objective, k, model family and free bits that define something."""
+  family = models.family_of(config.model)
+  if config.objective != "elbo" and not family.stochastic:
+    checks.fail("objective", config.objective, f"'elbo' with model.name={config.model.name!r} "
+                "(a deterministic autoencoder has no q(z|x) to importance-weight)")
   # Free bits floor each latent dimension's analytic KL; the importance-weighted bound holds
-  # no such term, nor does a two-layer model (whose p(z1|z2) has no closed-form KL).
-  if config.free_bits > 0 and vae and config.objective == "iwae":
+  # no such term, nor does a family without a factorised N(0, I) prior (the two-layer VAE's
+  # p(z1|z2), the VampPrior's mixture: no closed-form KL per dimension).
+  if config.free_bits > 0 and family.stochastic and config.objective == "iwae":
     checks.fail("free_bits", config.free_bits, "0 with objective='iwae' (the bound has no "
                 "per-dimension KL to floor)")
-  if config.free_bits > 0 and vae and config.model.stochastic_layers == 2:
-    checks.fail("free_bits", config.free_bits, "0 with model.stochastic_layers=2 (a two-layer "
-                "model has no per-dimension analytic KL to floor)")
+  if config.free_bits > 0 and family.stochastic and not family.standard_normal_prior:
+    field, value = models.family_field(config.model)
+    checks.fail("free_bits", config.free_bits, f"0 with {field}={value!r} (the {family.title}'s "
+                "prior has no per-dimension analytic KL to floor)")
 
 
 _ELBO_HPARAMS = ("beta", "kl_warmup_steps", "free_bits")
@@ -125,12 +133,18 @@ OBJECTIVES: dict[str, Objective] = {
         modules={"discriminator": factor_vae.discriminator},
         module_optimizers={"discriminator": lambda: optax.scale_by_adam(
             **factor_vae.DISCRIMINATOR_ADAM)},
-        module_learning_rates={"discriminator": "factor_discriminator_learning_rate"}),
+        module_learning_rates={"discriminator": "factor_vae.discriminator_learning_rate"}),
     "dip_vae_ii": Objective(
         dip_vae.loss_ii, (*_ELBO_HPARAMS, *dip_vae.HPARAMS), _check(dip_vae.validate),
         "the ELBO + a penalty on Cov_q(z) (DIP-VAE-II; Kumar et al., 2018)",
         check_fields=dip_vae.check_fields),
 }
+
+
+# Each objective's own fields: config.<section> = <module>.config_fields(), the sections of
+# the default config (`vae_jax/config.py`). The DIP-VAEs share one.
+CONFIG_SECTIONS: dict[str, Callable[[], Any]] = {
+    m.SECTION: m.config_fields for m in (annealed_vae, beta_tcvae, dip_vae, factor_vae)}
 
 
 def member_hparams(config) -> tuple[str, ...]:

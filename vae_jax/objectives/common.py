@@ -13,7 +13,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from vae_jax import checks, decoder_likelihoods
+from vae_jax import checks, decoder_likelihoods, models
 from vae_jax.objectives.gaussian import gaussian_kl, reparameterize
 
 
@@ -46,15 +46,19 @@ def global_batch(axis_name: str | None, *arrays):
 
 
 def require_one_sample_vae(config, *, min_batch: int = 1) -> None:
-  """The objective needs a VAE with one stochastic layer, one sample of z per image and (for
-  batch statistics) at least `min_batch` images per batch: one line naming what is wrong."""
+  """The objective needs a family with a factorised N(0, I) prior over one latent layer
+  (`standard_normal_prior`: the VAE), one sample of z per image and (for batch statistics) at
+  least `min_batch` images per batch: one line naming what is wrong."""
   name = config.objective
-  if config.model.name != "vae":
+  family = models.family_of(config.model)
+  if not family.stochastic:
     checks.fail("objective", name, f"'elbo' with model.name={config.model.name!r} ({name!r} "
-                "regularises q(z|x): use model.name='vae' with model.stochastic_layers=1)")
-  if config.model.stochastic_layers != 1:
-    checks.fail("model.stochastic_layers", config.model.stochastic_layers,
-                f"1 with objective={name!r} (it regularises the posterior of one latent layer)")
+                "regularises q(z|x): use model.name='vae')")
+  if not family.standard_normal_prior:
+    field, value = models.family_field(config.model)
+    checks.fail(field, value, f"{'1' if field == 'model.stochastic_layers' else repr('vae')} "
+                f"with objective={name!r} (it regularises q(z|x) of one latent layer against "
+                f"a factorised N(0, I) prior, which the {family.title} does not have)")
   if config.num_importance_samples != 1:
     checks.fail("num_importance_samples", config.num_importance_samples,
                 f"1 with objective={name!r} (it is defined for one sample of z per image)")

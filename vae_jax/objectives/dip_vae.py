@@ -13,12 +13,12 @@ covariance of the aggregate posterior towards the identity,
 Batch covariances divide by B (disentanglement_lib's `compute_covariance_z_mean`, whose
 `DIPVAE` this is). The ELBO part is the "elbo" objective's one-sample loss, so `beta`,
 `kl_warmup_steps` and `free_bits` act on it as they do there (at their defaults it is the
-ELBO of the paper). Fields, per member: `dip_lambda_od` and `dip_lambda_d`. The paper and
-disentanglement_lib's unsupervised study use λ_d = 10 λ_od for DIP-VAE-I and λ_d = λ_od for
-DIP-VAE-II; the defaults (λ_od = 10, λ_d = 100) are DIP-VAE-I's, so a DIP-VAE-II run sets
-`dip_lambda_d` to its λ_od. The batch must hold at least 2 images; on several devices the
-covariance is the whole global batch's, gathered from every device (`common.global_batch`).
-Metrics: loss, rec, kl, neg_elbo and
+ELBO of the paper). Fields, `config.dip_vae` (`config_fields`, shared by both; per member):
+`lambda_od` and `lambda_d`. The paper and disentanglement_lib's unsupervised study use
+λ_d = 10 λ_od for DIP-VAE-I and λ_d = λ_od for DIP-VAE-II; the defaults (λ_od = 10, λ_d = 100)
+are DIP-VAE-I's, so a DIP-VAE-II run sets `dip_vae.lambda_d` to its λ_od. The batch must
+hold at least 2 images; on several devices the covariance is the whole global batch's,
+gathered from every device (`common.global_batch`). Metrics: loss, rec, kl, neg_elbo and
 `dip_penalty` (the weighted penalty).
 """
 
@@ -26,13 +26,23 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from ml_collections import config_dict
 
 from vae_jax import checks
 from vae_jax.objectives import common
 from vae_jax.objectives.gaussian import kl_weight
 
-HPARAMS = ("dip_lambda_od", "dip_lambda_d")
+SECTION = "dip_vae"  # the fields of dip_vae_i and dip_vae_ii are config.dip_vae.*
+HPARAMS = ("dip_vae.lambda_od", "dip_vae.lambda_d")
 KINDS = ("i", "ii")
+
+
+def config_fields() -> config_dict.ConfigDict:
+  """`config.dip_vae`: the DIP-VAEs' fields at their defaults (DIP-VAE-I's λ_d = 10 λ_od)."""
+  c = config_dict.ConfigDict()
+  c.lambda_od = 10.0  # Weight of the squared off-diagonal Cov_ij.
+  c.lambda_d = 100.0  # Weight of (Cov_ii - 1)^2: 10 lambda_od for DIP-VAE-I, lambda_od for II.
+  return c
 
 
 def covariance(mean_BxZ, logvar_BxZ, kind: str):
@@ -59,8 +69,8 @@ def _loss(model, x_in, x_target, eps, hparams, ctx, kind: str):
   kl = jnp.sum(kl_per_dim)
   kl_charged = jnp.sum(jnp.maximum(kl_per_dim, hparams["free_bits"]))  # as in the ELBO
   g_mean, g_logvar = common.global_batch(ctx.axis_name, mean, logvar)  # the global batch's
-  dip = penalty(covariance(g_mean, g_logvar, kind), hparams["dip_lambda_od"],
-                hparams["dip_lambda_d"])
+  dip = penalty(covariance(g_mean, g_logvar, kind), hparams["dip_vae.lambda_od"],
+                hparams["dip_vae.lambda_d"])
   total = rec + kl_weight(hparams["beta"], hparams["kl_warmup_steps"], ctx.step) * kl_charged + dip
   return total, {"loss": total, "rec": rec, "kl": kl, "neg_elbo": rec + kl, "dip_penalty": dip}
 

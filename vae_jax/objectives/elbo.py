@@ -11,59 +11,23 @@ With noise for k samples per image, eps of shape (K, B, E) instead of (B, E), a 
 both computed in one batched pass over the k samples. beta (with its warm-up) weights the
 latent part of each log weight, the usual beta-IWAE form; at beta = 1 "iwae" is the bound
 L_k of Burda et al. For k = 1 both are the ELBO, and both take the one-sample code path that
-predates them (analytic KL), so existing runs reproduce bit for bit. With one stochastic layer
-the ELBO keeps the analytic KL at any k (same expectation as the Monte Carlo log weight, less
-variance); a two-layer model has no closed-form KL, so its ELBO uses the sampled log weights.
+predates them (analytic KL), so existing runs reproduce bit for bit.
 
-`log_weight_terms` is the single place where the log importance weights are computed: the
-training objectives here and the estimate of log p(x) (`marginal_likelihood.py`) both call it.
+What the objectives ask of the model is its family's (`models/base.py`), never its name: an AE
+(`not model.stochastic`) trains on rec alone; a family whose prior is N(0, I)
+(`model.standard_normal_prior`) keeps the analytic KL (`model.kl_per_dim`) at any k (same
+expectation as the Monte Carlo log weight, less variance); any other (the two-layer VAE, the
+VampPrior VAE) has no closed-form KL, so its ELBO uses the sampled log weights. The log weights
+themselves are the family's `log_weight_terms`, the one place they are computed: the training
+objectives here and the estimate of log p(x) (`marginal_likelihood.py`) both call it.
 """
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 
 from vae_jax import decoder_likelihoods
-from vae_jax.objectives.gaussian import (gaussian_kl, kl_weight, log_mean_exp, log_q_of_eps,
-                                         normal_log_prob, reparameterize, standard_normal_log_prob)
-
-
-def log_weight_terms(model, q, x_target, eps_SxBxE):
-  """The three parts of each log importance weight, at the latents that eps reparameterises.
-
-  Args:
-    model: a VAE `AutoEncoder` of one or two stochastic layers.
-    q: `model.encode(x_in)`, the (mean_BxZ, logvar_BxZ) of q(z1|x): computed once per image
-      by the caller, since it does not depend on the sample.
-    x_target: (B, H, W, C) images whose likelihood is scored.
-    eps_SxBxE: standard normal noise, E = model.noise_dim (z1's units, then z2's).
-
-  Returns:
-    (log p(x|z), log p(z), log q(z|x)), each (S, B); for two layers z = (z1, z2),
-    log p(z) = log p(z2) + log p(z1|z2) and log q(z|x) = log q(z1|x) + log q(z2|z1).
-    The log weight is log p(x|z) + log p(z) - log q(z|x).
-  """
-  mean1, logvar1 = q
-  z1_dim = mean1.shape[-1]
-  eps1 = eps_SxBxE if model.stochastic_layers == 1 else eps_SxBxE[..., :z1_dim]
-  z1 = reparameterize(mean1, logvar1, eps1)
-  log_q = log_q_of_eps(eps1, logvar1)
-  if model.stochastic_layers == 1:
-    log_prior = standard_normal_log_prob(z1)
-  else:
-    # q(z2|z1) takes each sample of z1, so its parameters are per sample: (S, B, T).
-    mean2, logvar2 = model.encode_top(z1)
-    eps2 = eps_SxBxE[..., z1_dim:]
-    z2 = reparameterize(mean2, logvar2, eps2)
-    log_q = log_q + log_q_of_eps(eps2, logvar2)
-    prior_mean1, prior_logvar1 = model.prior_z1(z2)
-    log_prior = standard_normal_log_prob(z2) + normal_log_prob(z1, prior_mean1, prior_logvar1)
-  s, b = z1.shape[:2]
-  out = model.decode(z1.reshape(s * b, z1_dim)).reshape(s, b, *x_target.shape[1:])
-  # vmap over samples broadcasts x instead of materialising k copies (2x faster on CPU).
-  nll_S = jax.vmap(lambda o: decoder_likelihoods.nll(model.likelihood, o, model.log_scale[...], x_target))
-  return -nll_S(out), log_prior, log_q
+from vae_jax.objectives.gaussian import kl_weight, log_mean_exp, reparameterize
 
 
 def elbo_loss(model, x_in, x_target, eps, hparams, ctx):
@@ -80,7 +44,7 @@ def _loss(model, x_in, x_target, eps, hparams, step, *, iwae: bool):
   """Training objective for one batch.
 
   Args:
-    model: an `AutoEncoder` (merged from its parameters).
+    model: a model family (`models.Family`, merged from its parameters).
     x_in: encoder input (B, H, W, C); x_target: what the decoder must reconstruct (the same
       images, or the clean ones when the input is corrupted).
     eps: standard normal noise for the reparameterised samples (ignored by an AE): (B, E) for
@@ -93,44 +57,54 @@ def _loss(model, x_in, x_target, eps, hparams, step, *, iwae: bool):
     (loss, metrics) with metrics "loss", "rec", "kl", "neg_elbo", each a batch mean (over the
     K samples too), and with K > 1 "neg_iwae", -L_K at beta = 1 on this batch.
   """
-  if model.kind == "ae" or (eps.ndim == 2 and model.stochastic_layers == 1):
+  if not model.stochastic:
+    return _deterministic_loss(model, x_in, x_target)
+  if eps.ndim == 2 and model.standard_normal_prior:
     return _one_sample_loss(model, x_in, x_target, eps, hparams, step)
   return _sampled_loss(model, x_in, x_target, eps, hparams, step, iwae)
 
 
+def _rec(model, z_BxZ, x_target):
+  """-log p(x|z) of each image: (B,)."""
+  return decoder_likelihoods.nll(model.likelihood, model.decode(z_BxZ), model.log_scale[...],
+                                 x_target)
+
+
+def _deterministic_loss(model, x_in, x_target):
+  """An AE's rec at its code z = f(x); it has no KL (reported as 0)."""
+  z, _ = model.encode(x_in)
+  rec = jnp.mean(_rec(model, z, x_target))
+  kl = jnp.zeros((), rec.dtype)
+  return rec, {"loss": rec, "rec": rec, "kl": kl, "neg_elbo": rec + kl}
+
+
 def _one_sample_loss(model, x_in, x_target, eps_BxZ, hparams, step):
-  """rec + beta * analytic KL with one sample per image (and the AE's rec)."""
-  mean, logvar = model.encode(x_in)
-  if model.kind == "vae":
-    z = reparameterize(mean, logvar, eps_BxZ)
-    kl_BxZ = gaussian_kl(mean, logvar)
-  else:
-    z = mean
-    kl_BxZ = jnp.zeros_like(mean)
-  out = model.decode(z)
-  rec = jnp.mean(decoder_likelihoods.nll(model.likelihood, out, model.log_scale[...], x_target))
-  kl_per_dim = jnp.mean(kl_BxZ, axis=0)
+  """rec + beta * analytic KL with one sample per image."""
+  q = model.encode(x_in)
+  z = reparameterize(*q, eps_BxZ)
+  rec = jnp.mean(_rec(model, z, x_target))
+  kl_per_dim = jnp.mean(model.kl_per_dim(q), axis=0)
   kl = jnp.sum(kl_per_dim)
   # Free bits (Kingma et al., 2016): each dimension's batch-mean KL is charged at least
   # `free_bits` nats, so the optimiser gains nothing by pushing it below that.
   kl_charged = jnp.sum(jnp.maximum(kl_per_dim, hparams["free_bits"]))
   loss = rec + kl_weight(hparams["beta"], hparams["kl_warmup_steps"], step) * kl_charged
-  if model.kind == "ae":
-    loss = rec
   return loss, {"loss": loss, "rec": rec, "kl": kl, "neg_elbo": rec + kl}
 
 
 def _sampled_loss(model, x_in, x_target, eps, hparams, step, iwae):
-  """The k-sample ELBO or IWAE bound (any k), and the two-layer ELBO, from the log weights."""
+  """The k-sample ELBO or IWAE bound (any k), and the ELBO of a family without an analytic KL,
+  from the log weights."""
   q = model.encode(x_in)
   eps_KxBxE = eps if eps.ndim == 3 else eps[None]
   k = eps_KxBxE.shape[0]
-  log_lik_KxB, log_prior_KxB, log_q_KxB = log_weight_terms(model, q, x_target, eps_KxBxE)
+  log_lik_KxB, log_prior_KxB, log_q_KxB = model.log_weight_terms(q, x_target, eps_KxBxE)
   log_ratio_KxB = log_prior_KxB - log_q_KxB
   weight = kl_weight(hparams["beta"], hparams["kl_warmup_steps"], step)
   rec = -jnp.mean(log_lik_KxB)
-  if model.stochastic_layers == 1:
-    kl_per_dim = jnp.mean(gaussian_kl(*q), axis=0)
+  kl_BxZ = model.kl_per_dim(q)
+  if kl_BxZ is not None:
+    kl_per_dim = jnp.mean(kl_BxZ, axis=0)
     kl = jnp.sum(kl_per_dim)
     kl_charged = jnp.sum(jnp.maximum(kl_per_dim, hparams["free_bits"]))
   else:  # validation rejects free bits here: there is no per-dimension KL to floor
@@ -151,18 +125,20 @@ def eval_metrics(model, x, eps_BxE, beta):
 
   One sample per image whatever the training objective; the k-sample bounds on the test split
   are `marginal_likelihood.py`'s (test/nll, and test/neg_iwae at the training k, added by
-  `step.build_test_metrics`). A two-layer model's kl is the sampled log q - log p.
+  `step.build_test_metrics`). A family without an analytic KL (two-layer, VampPrior) reports
+  the sampled log q - log p as kl; an AE reports rec alone (kl 0; eps unused, may be None).
   """
-  if model.kind == "vae" and model.stochastic_layers == 2:
-    log_lik, log_prior, log_q = log_weight_terms(model, model.encode(x), x, eps_BxE[None])
+  if not model.stochastic:
+    z, _ = model.encode(x)
+    rec = _rec(model, z, x)
+    kl = jnp.zeros(z.shape[:1], z.dtype)
+    return {"loss": rec, "rec": rec, "kl": kl, "neg_elbo": rec + kl}
+  q = model.encode(x)
+  kl_BxZ = model.kl_per_dim(q)
+  if kl_BxZ is None:
+    log_lik, log_prior, log_q = model.log_weight_terms(q, x, eps_BxE[None])
     rec, kl = -log_lik[0], (log_q - log_prior)[0]
-    return {"loss": rec + beta * kl, "rec": rec, "kl": kl, "neg_elbo": rec + kl}
-  mean, logvar = model.encode(x)
-  if model.kind == "vae":
-    z = reparameterize(mean, logvar, eps_BxE)
-    kl = jnp.sum(gaussian_kl(mean, logvar), axis=-1)
   else:
-    z, kl = mean, jnp.zeros(mean.shape[:1], mean.dtype)
-  rec = decoder_likelihoods.nll(model.likelihood, model.decode(z), model.log_scale[...], x)
-  loss = rec + beta * kl if model.kind == "vae" else rec
-  return {"loss": loss, "rec": rec, "kl": kl, "neg_elbo": rec + kl}
+    rec = _rec(model, reparameterize(*q, eps_BxE), x)
+    kl = jnp.sum(kl_BxZ, axis=-1)
+  return {"loss": rec + beta * kl, "rec": rec, "kl": kl, "neg_elbo": rec + kl}

@@ -12,17 +12,17 @@ log q(z) - log Π_j q(z_j), so
 
 As in disentanglement_lib, both use the batch the VAE trains on, and the discriminator is a
 second module (`model.discriminator`: 6 layers of 1,000 leaky-ReLU units by default,
-`factor_discriminator_sizes`) trained in the same step with its own Adam (β1 0.5, β2 0.9,
-learning rate `factor_discriminator_learning_rate`, no schedule): the step's one gradient is that
-of VAE loss + discriminator loss, where the VAE loss sees the discriminator's parameters
+`factor_vae.discriminator_sizes`) trained in the same step with its own Adam (β1 0.5, β2 0.9,
+learning rate `factor_vae.discriminator_learning_rate`, no schedule): the step's one gradient
+is that of VAE loss + discriminator loss, where the VAE loss sees the discriminator's parameters
 through `stop_gradient` and the discriminator loss sees z through `stop_gradient`, so each part
 gets exactly its own gradient. The discriminator lives in the model's parameters, so it is
 checkpointed, resumed and vectorised like the rest. The permutation is drawn from the step's
 objective key (`rng.objective_key`) over the global batch (gathered across devices), so results
 do not depend on the number of devices.
 
-Fields: `factor_gamma`, `factor_discriminator_learning_rate` (per member) and
-`factor_discriminator_sizes` (shapes: the same within a group). `beta` must stay 1. Metrics:
+Fields, `config.factor_vae` (`config_fields`): `gamma`, `discriminator_learning_rate` (per
+member) and `discriminator_sizes` (shapes: the same within a group). `beta` must stay 1. Metrics:
 loss (the VAE's), rec, kl, neg_elbo, `total_correlation` (the estimate), `discriminator_loss`
 and `discriminator_accuracy`.
 """
@@ -32,12 +32,25 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from ml_collections import config_dict
 
 from vae_jax import checks
+from vae_jax.models import layers
 from vae_jax.objectives import common
 
-HPARAMS = ("factor_gamma", "factor_discriminator_learning_rate")
+SECTION = "factor_vae"  # its fields are config.factor_vae.*
+HPARAMS = ("factor_vae.gamma", "factor_vae.discriminator_learning_rate")
 DISCRIMINATOR_ADAM = {"b1": 0.5, "b2": 0.9, "eps": 1e-8}  # disentanglement_lib's discriminator Adam
+
+
+def config_fields() -> config_dict.ConfigDict:
+  """`config.factor_vae`: the objective's fields at their defaults (disentanglement_lib's
+  discriminator and step size; γ its smallest study value)."""
+  c = config_dict.ConfigDict()
+  c.gamma = 10.0  # Weight of the discriminator's total-correlation estimate.
+  c.discriminator_learning_rate = 1e-4  # The discriminator's Adam step size (no schedule).
+  c.discriminator_sizes = (1000,) * 6  # The discriminator's hidden widths.
+  return c
 
 
 def tc_estimate(logits_Bx2):
@@ -73,7 +86,7 @@ def loss(model, x_in, x_target, eps, hparams, ctx):
   graph, state = nnx.split(model.discriminator)
   frozen = nnx.merge(graph, jax.lax.stop_gradient(state))
   tc = tc_estimate(frozen(z).astype(jnp.float32))
-  vae_loss = rec + kl + hparams["factor_gamma"] * tc
+  vae_loss = rec + kl + hparams["factor_vae.gamma"] * tc
   z_fixed = jax.lax.stop_gradient(z)
   real = model.discriminator(z_fixed).astype(jnp.float32)
   perm = model.discriminator(permute_dims(z_fixed, ctx.key, ctx.axis_name)).astype(jnp.float32)
@@ -86,19 +99,19 @@ def loss(model, x_in, x_target, eps, hparams, ctx):
 
 
 def check_fields(config) -> None:
-  checks.number(config, "factor_gamma", 0.0)
-  checks.number(config, "factor_discriminator_learning_rate", 0.0, lo_open=True)
-  checks.positive_ints(config, "factor_discriminator_sizes", "(1000,) * 6", allow_empty=False)
+  checks.number(config, "factor_vae.gamma", 0.0)
+  checks.number(config, "factor_vae.discriminator_learning_rate", 0.0, lo_open=True)
+  checks.positive_ints(config, "factor_vae.discriminator_sizes", "(1000,) * 6",
+                       allow_empty=False)
 
 
 def validate(config) -> None:
   """A one-layer VAE, one sample, a batch of >= 2 images (to permute), γ instead of β."""
   common.require_one_sample_vae(config, min_batch=2)
-  common.refuse_elbo_knobs(config, "factor_gamma")
+  common.refuse_elbo_knobs(config, "factor_vae.gamma")
 
 
 def discriminator(config, dtype, rngs) -> nnx.Module:
   """The discriminator module of a FactorVAE: z (latent_dim) -> hidden layers -> 2 logits."""
-  from vae_jax import models  # pylint: disable=g-import-not-at-top
-  sizes = [config.model.latent_dim, *config.factor_discriminator_sizes, 2]
-  return models.MLP(sizes, "leaky_relu", rngs=rngs, dtype=dtype)
+  sizes = [config.model.latent_dim, *config.factor_vae.discriminator_sizes, 2]
+  return layers.MLP(sizes, "leaky_relu", rngs=rngs, dtype=dtype)

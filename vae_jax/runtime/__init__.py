@@ -1,5 +1,5 @@
 """The runtime beside the training loop: what a run needs from the machine and the processes
-around it, kept out of `train.py` so that the loop reads as setup, compile, loop, finish.
+around it, kept out of `trainer.py` so that the loop reads as setup, compile, loop, finish.
 
     signals.py   stop requests (SIGTERM, Ctrl-C) honoured after the epoch; `Interrupted`
     locks.py     one writer per workdir: the flock on DIR/lock

@@ -9,7 +9,8 @@ Computes the k-sample importance-weighted bound on log p(x) over the whole test 
 
 A run still training (or stopped before its last epoch) is estimated only at a checkpoint
 named with `--epoch N`, and then only printed: its results.json is the launcher's to write.
-This is how to follow a long run, e.g. the IWAE table's rows, while it trains.
+This is how to follow a long run, e.g. the IWAE table's rows, while it trains. So is an older
+checkpoint of a finished run: results.json holds the numbers of its last epoch only.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def _estimate(workdir, k: int, *, seed, sample_chunk, image_chunk, epoch, progre
               dataset=None) -> tuple[dict, bool]:
   """(metrics, whether they were written to results.json, i.e. the run is finished)."""
   import jax  # pylint: disable=g-import-not-at-top
-  from vae_jax import marginal_likelihood, rng, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from vae_jax import marginal_likelihood, models, rng, tools, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
 
   for name, v in (("k", k), ("sample_chunk", sample_chunk), ("image_chunk", image_chunk)):
     if v is not None and v < 1:
@@ -60,7 +61,7 @@ def _estimate(workdir, k: int, *, seed, sample_chunk, image_chunk, epoch, progre
   if not os.path.isdir(workdir):
     raise UserError(f"workdir {workdir} does not exist")
   config = workdir_lib.read_config(workdir)
-  if config.model.name != "vae":
+  if not models.family_of(config.model).stochastic:
     raise UserError(f"{workdir} holds an AE (model.name={config.model.name!r}): a deterministic "
                     "autoencoder defines no likelihood p(x), so there is no test/nll to compute")
   finished = workdir_lib.is_finished(workdir, config)
@@ -71,15 +72,18 @@ def _estimate(workdir, k: int, *, seed, sample_chunk, image_chunk, epoch, progre
                     f"num_epochs={config.num_epochs}): relaunch it to finish training, or pass "
                     f"--epoch N to estimate one of its checkpoints (kept: {kept or 'none'}) "
                     "without writing results.json")
-  config, model, ds = workdir_lib.load_run(workdir, epoch=epoch, dataset=dataset,
-                                           require_finished=False)
+  config, model, ds, evaluated = tools.load_run(workdir, epoch=epoch, dataset=dataset,
+                                                require_finished=False)
+  # results.json holds the finished run's numbers: those of its last epoch, not of an older
+  # checkpoint named with --epoch (printed only).
+  final = finished and evaluated == config.num_epochs
   key = rng.nll_key(config.seed if seed is None else seed)
   metrics = marginal_likelihood.test_metrics(model, ds.test_images, k, key, sample_chunk=sample_chunk,
                                     image_chunk=image_chunk, progress=progress)
   metrics["test/nll_device"] = str(jax.devices()[0].device_kind)
-  if finished:
+  if final:
     workdir_lib.update_results(workdir, metrics)
-  return metrics, finished
+  return metrics, final
 
 
 def main(argv):
@@ -88,14 +92,17 @@ def main(argv):
     m, finished = _estimate(_WORKDIR.value, _K.value, seed=_SEED.value,
                          sample_chunk=_SAMPLE_CHUNK.value, image_chunk=_IMAGE_CHUNK.value,
                          epoch=_EPOCH.value, progress=True)
-  except UserError as e:
-    fail(str(e))
   except KeyboardInterrupt:
     fail("interrupted; results.json is unchanged")
-  units = (f"{m['test/active_units']}/{len(m['test/kl_per_dim'])}" if "test/kl_per_dim" in m
-           else f"{m['test/active_units']} (z1), {m['test/active_units_top']} (z2)")
+  except Exception as e:  # pylint: disable=broad-except  (one line, or raised again)
+    from vae_jax import tools  # pylint: disable=g-import-not-at-top
+    tools.refuse(e)
+  units = (f"{m['test/active_units']} (z1), {m['test/active_units_top']} (z2)"
+           if "test/active_units_top" in m else
+           f"{m['test/active_units']}/{len(m['test/kl_per_dim'])}" if "test/kl_per_dim" in m
+           else f"{m['test/active_units']}")
   where = ("" if finished else
-           f" at epoch {_EPOCH.value} of an unfinished run (printed only; results.json unchanged)")
+           f" at epoch {_EPOCH.value} (printed only; results.json unchanged)")
   print(f"{_WORKDIR.value}: test/nll={m['test/nll']:.2f} ± {m['test/nll_stderr']:.2f} "
         f"(k={m['test/nll_k']}), test/bpd={m['test/bpd']:.4f}, active units={units}, "
         f"{m['test/nll_seconds']:.0f} s{where}")

@@ -200,9 +200,11 @@ def _initial_state(members, ds, mesh, is_main: bool):
   and that restores for all of them. Returns (model, params, opt_state, start epoch)."""
   cfg0 = members[0].config
   replicated = NamedSharding(mesh, P())
-  inits = [models.init_params(m.config, ds.image_shape) for m in members]
+  # The objective's own modules (a FactorVAE's discriminator) join the model's parameters.
+  auxiliary = objectives.OBJECTIVES[cfg0.objective].modules
+  inits = [models.init_params(m.config, ds.image_shape, auxiliary) for m in members]
   model = _Model(graphdef=inits[0][0], rest=inits[0][2], tx=optim.transform(cfg0),
-                 train_graphdef=models.compute_graphdef(cfg0, ds.image_shape))
+                 train_graphdef=models.compute_graphdef(cfg0, ds.image_shape, auxiliary))
   params = _stack([i[1] for i in inits], replicated)
   opt_state = jax.jit(jax.vmap(model.tx.init), out_shardings=replicated)(params)
   for m in members:
@@ -249,8 +251,7 @@ def _compile(members, model: _Model, ds, mesh, params, opt_state, start_epoch: i
                                              num_members=M, num_padded=len(test_np),
                                              eval_batch=eval_batch)
   decompose = None
-  if (cfg0.kl_decomposition_points > 0 and cfg0.model.name == "vae"
-      and cfg0.model.stochastic_layers == 1):
+  if cfg0.kl_decomposition_points > 0 and step_lib.kl_decomposition_terms(cfg0):
     decompose = step_lib.build_kl_decomposition(
         graphdef=model.graphdef, rest=model.rest, config=cfg0, image_shape=ds.image_shape,
         num_members=M, num_test=len(ds.test_images), num_points=cfg0.kl_decomposition_points,
@@ -278,6 +279,7 @@ def _train_loop(members, run_epoch, evaluate, params, opt_state, start_epoch: in
   every member diverged. Returns (params, opt_state, loop record)."""
   cfg0, M = members[0].config, len(members)
   num_epochs = cfg0.num_epochs
+  undefined = finish.undefined_quantities(cfg0)  # one model family per group
   epoch_times, last_train, last_test = [], [{} for _ in members], None
   # The bar is closed on any exit, so that an error's line starts a line of its own.
   with tqdm(total=num_epochs, initial=start_epoch, disable=not is_main, unit="epoch",
@@ -308,6 +310,7 @@ def _train_loop(members, run_epoch, evaluate, params, opt_state, start_epoch: in
                         "train/examples_per_s": steps_per_epoch * cfg0.batch_size / dt})
         if test is not None:
           scalars.update({f"test/{k}": float(v[i]) for k, v in test.items()})
+        scalars = {k: v for k, v in scalars.items() if k not in undefined}  # an AE's KL, ...
         m.writer.log((epoch + 1) * steps_per_epoch, scalars)
         last_train[i] = scalars
 
