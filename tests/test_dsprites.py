@@ -259,13 +259,19 @@ def test_cache_of_another_renderer_version_is_rendered_again(tmp_path, monkeypat
 
 
 @pytest.mark.parametrize("content", [b"not a zip file", b"PK\x03\x04truncated"])
-def test_corrupt_cache_is_a_user_error(tmp_path, content):
+def test_corrupt_cache_is_moved_aside_and_rendered_again(tmp_path, monkeypatch, small_set,
+                                                          capsys, content):
   path = tmp_path / "dsprites" / "procedural.npz"
   path.parent.mkdir()
   path.write_bytes(content)
-  with pytest.raises(UserError, match="procedural.npz.*delete it") as e:
-    dsprites.load(tmp_path)
-  assert "\n" not in str(e.value)
+  monkeypatch.setattr(dsprites, "packed_dataset", lambda: small_set)
+  packed, _ = dsprites.load(tmp_path)
+  np.testing.assert_array_equal(packed, small_set[0])
+  [kept] = (tmp_path / "dsprites" / "damaged").glob("procedural.npz.*")
+  assert kept.read_bytes() == content  # kept for inspection, as it was
+  [warning] = [l for l in capsys.readouterr().err.splitlines() if l.startswith("warning:")]
+  assert f"{path} is not a readable dSprites cache" in warning and str(kept) in warning
+  assert "rendering it again" in warning
 
 
 def write_fake_release(folder, n=10, seed=7, imgs_shape=None):

@@ -11,7 +11,7 @@ import pytest
 from flax import nnx
 
 from tests.helpers import ROOT, fake_dataset, tiny_config
-from vae_jax import latents, train, workdir
+from vae_jax import latents, trainer, workdir
 from vae_jax.analysis import probes
 from vae_jax.tools import denoise, encode
 
@@ -20,7 +20,7 @@ from vae_jax.tools import denoise, encode
 @pytest.mark.parametrize("kind", ["vae", "ae"])
 def test_export_latents_are_the_encoder_means_with_aligned_labels(tmp_path, kind):
   ds = fake_dataset(n_train=64, n_test=24)  # dynamic binarisation
-  train.train_group([tiny_config(num_epochs=1, **{"model.name": kind})], [tmp_path], dataset=ds)
+  trainer.train_group([tiny_config(num_epochs=1, **{"model.name": kind})], [tmp_path], dataset=ds)
   written = encode.export_latents(tmp_path, "both", dataset=ds)
   assert sorted(p.name for p in written.values()) == [
       "labels_test.npy", "labels_train.npy", "latents_test.npy", "latents_train.npy"]
@@ -104,7 +104,7 @@ def test_denoise_workdir_writes_results_and_figure(tmp_path):
   config = tiny_config(num_epochs=10, learning_rate=1e-2, **{
       "model.name": "ae", "model.likelihood": "gaussian", "data.binarization": "none",
       "data.corruption": "mask", "data.corruption_level": 0.5})
-  train.train_group([config], [tmp_path], dataset=ds)
+  trainer.train_group([config], [tmp_path], dataset=ds)
   out = denoise.denoise_workdir(tmp_path, dataset=ds)
   saved = json.loads((tmp_path / "results.json").read_text())
   assert saved["denoise/corruption"] == "mask" and saved["denoise/level"] == 0.5
@@ -132,3 +132,22 @@ def test_knn_matches_a_brute_force_vote():
       expected.append(np.argmax(counts))
     want = float(np.mean(np.array(expected) == y_te))
     assert probes.knn_accuracy(z_tr, y_tr, z_te, y_te, k=k, chunk=32) == pytest.approx(want)
+
+
+def test_figures_leave_the_users_matplotlib_backend_and_figures_alone(tmp_path):
+  """A notebook's backend (inline) survives importing and using the figures: they draw on
+  figures of their own (Agg canvases), never through pyplot. In a fresh process, since a
+  backend is chosen once per process."""
+  code = (
+      "import sys, matplotlib; matplotlib.use('svg'); import matplotlib.pyplot as plt;"
+      " mine = plt.figure(); import numpy as np; from vae_jax.tools import denoise;"
+      " x = np.zeros((3, 8, 8, 1), np.float32);"
+      " denoise.save_figure(sys.argv[1], {'noisy': x, 'denoised': x, 'clean': x + 1});"
+      " assert matplotlib.get_backend() == 'svg', matplotlib.get_backend();"
+      " assert plt.get_fignums() == [mine.number], plt.get_fignums()")
+  path = tmp_path / "denoising.png"
+  out = subprocess.run([sys.executable, "-c", code, str(path)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert [p.name for p in tmp_path.iterdir()] == ["denoising.png"]  # no temporary file left

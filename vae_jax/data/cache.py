@@ -4,7 +4,9 @@ A split is (images uint8 (N, H, W, C), labels int32 (N,) or (N, F), factor names
 sizes). An unlabelled split stores no factor names and zero labels (`data.Dataset`). Files
 are written under a temporary name and renamed, so a killed launch never leaves half a cache.
 Where a split lives encodes everything that made it (`tag`): a change of preprocessing or
-labels prepares a new cache beside the old one rather than reading a stale one.
+labels prepares a new cache beside the old one rather than reading a stale one. A cache is
+derived from its sources, so one that fails its check (`read`: it does not load, or its arrays
+are not a split) is moved to <its folder>/damaged/ with one warning line and prepared again.
 """
 
 from __future__ import annotations
@@ -13,11 +15,16 @@ import hashlib
 import json
 import pathlib
 import zipfile
+import zlib
 
 import numpy as np
 
 from vae_jax.errors import UserError
 from vae_jax.runtime import files
+
+# What a damaged .npz raises when read: a truncated or foreign file (BadZipFile, ValueError),
+# a flipped byte (zipfile's CRC check: BadZipFile), a missing array (KeyError).
+UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
 
 
 def tag(readable: str, identity: dict) -> str:
@@ -27,20 +34,54 @@ def tag(readable: str, identity: dict) -> str:
   return f"{readable}-{digest}" if readable else digest
 
 
-def read(path: pathlib.Path):
-  """(images, labels, factor names, factor sizes) of a cached split; None when absent."""
-  if not path.exists():
-    return None
+def read(path: pathlib.Path, rebuild: str = "preparing it again"):
+  """(images, labels, factor names, factor sizes) of a cached split; None when absent.
+
+  Also None when the file fails its check (it does not load, or its arrays are not a split:
+  uint8 images (N, H, W, C), integer labels (N,) or (N, F) matching the factors): it is then
+  moved aside (`files.set_aside_derived`, one warning line ending in `rebuild`) and the
+  caller prepares the split again from its sources."""
   try:
-    with np.load(path) as f:
-      images, labels = f["images"], f["labels"]
-      if "factor_names" in f:
-        return images, labels, tuple(str(n) for n in f["factor_names"]), tuple(
-            int(n) for n in f["factor_sizes"])
-      return images, labels, ("label",), ()  # caches written before factors were stored
-  except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
-    raise UserError(f"cached split {path} is unreadable ({type(e).__name__}); delete it to "
-                    "prepare the data again") from None
+    fh = open(path, "rb")
+  except FileNotFoundError:
+    return None
+  except OSError as e:
+    raise UserError(f"cached split {path} cannot be opened ({e.strerror})") from None
+  with fh:
+    inspected = files.identity(fh)
+    try:
+      with np.load(fh, allow_pickle=False) as f:
+        images, labels = f["images"], f["labels"]
+        if "factor_names" in f:
+          names = tuple(str(n) for n in f["factor_names"])
+          sizes = tuple(int(n) for n in f["factor_sizes"])
+        else:
+          names, sizes = ("label",), ()  # caches written before factors were stored
+      check_split(images, labels, names, sizes)
+    except UNREADABLE as e:
+      files.set_aside_derived(path, f"is not a readable cached split ({_reason(e)})", rebuild,
+                              inspected)
+      return None
+  return images, labels, names, sizes
+
+
+def _reason(e: BaseException) -> str:
+  text = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+  return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def check_split(images, labels, names, sizes) -> None:
+  """ValueError unless the arrays are a split as `write` stores it."""
+  if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+    raise ValueError(f"images are {images.dtype} {images.shape}, expected uint8 (N, H, W, C)")
+  if not np.issubdtype(labels.dtype, np.integer) or labels.ndim not in (1, 2):
+    raise ValueError(f"labels are {labels.dtype} {labels.shape}, expected integers (N,) or "
+                     "(N, F)")
+  if len(labels) != len(images):
+    raise ValueError(f"{len(labels)} labels for {len(images)} images")
+  columns = 1 if labels.ndim == 1 else labels.shape[1]
+  if (names and columns != len(names)) or (sizes and len(sizes) != len(names)):
+    raise ValueError(f"labels of {columns} column(s) for factors {names} of sizes {sizes}")
 
 
 def write(path: pathlib.Path, images, labels, names, sizes) -> None:
@@ -54,5 +95,5 @@ def has_factors(path: pathlib.Path) -> bool | None:
   try:
     with np.load(path) as f:
       return "factor_names" not in f or len(f["factor_names"]) > 0
-  except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+  except UNREADABLE:
     return None

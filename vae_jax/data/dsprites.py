@@ -377,18 +377,35 @@ def read_released(path: str | os.PathLike, chunk: int = 8192) -> tuple[np.ndarra
   return packed_NxP, factors_Nx5.astype(np.int32)
 
 
-def _read_cache(path: pathlib.Path, what: str) -> tuple[np.ndarray, np.ndarray, int]:
+def _read_cache(path: pathlib.Path, rebuild: str
+                ) -> tuple[np.ndarray, np.ndarray, int] | None:
+  """(packed, factors, renderer version) of a cache; None when it is absent, or when it fails
+  its check (it does not load, or is not packed uint8 (N, 512) rows with int32 (N, 5) factor
+  indices inside the grid): then it is moved aside with one warning line ending in `rebuild`
+  (`files.set_aside_derived`) and the caller makes it again."""
   try:
-    with np.load(path, allow_pickle=False) as f:
-      packed, factors = f["packed"], f["factors"]
-      version = int(f["renderer_version"])
-    if (packed.dtype != np.uint8 or packed.ndim != 2 or packed.shape[1] != PACKED_BYTES
-        or factors.dtype != np.int32 or factors.shape != (packed.shape[0], len(FACTOR_SIZES))):
-      raise ValueError(f"packed {packed.dtype} {packed.shape}, factors {factors.dtype} "
-                       f"{factors.shape}")
-  except _UNREADABLE as e:
-    raise UserError(f"cached dSprites {path} is unreadable ({type(e).__name__}); delete it to "
-                    f"{what} the data again") from None
+    fh = open(path, "rb")
+  except FileNotFoundError:
+    return None
+  except OSError as e:
+    raise UserError(f"cached dSprites {path} cannot be opened ({e.strerror})") from None
+  with fh:
+    inspected = files.identity(fh)
+    try:
+      with np.load(fh, allow_pickle=False) as f:
+        packed, factors = f["packed"], f["factors"]
+        version = int(f["renderer_version"])
+      if (packed.dtype != np.uint8 or packed.ndim != 2 or packed.shape[1] != PACKED_BYTES
+          or factors.dtype != np.int32
+          or factors.shape != (packed.shape[0], len(FACTOR_SIZES))):
+        raise ValueError(f"packed {packed.dtype} {packed.shape}, factors {factors.dtype} "
+                         f"{factors.shape}")
+      if len(factors) and ((factors < 0) | (factors >= np.asarray(FACTOR_SIZES))).any():
+        raise ValueError(f"factor indices outside the grid {FACTOR_SIZES}")
+    except _UNREADABLE as e:
+      files.set_aside_derived(path, f"is not a readable dSprites cache ({type(e).__name__}: "
+                              f"{str(e)[:200]})", rebuild, inspected)
+      return None
   return packed, factors, version
 
 
@@ -406,16 +423,17 @@ def load(cache_dir: str | pathlib.Path,
   With the released file (RELEASED_FILENAME) in `manual_dir` it is read (any N, factors from
   its `latents_classes`) and cached as `released.npz`; otherwise procedural dSprites are
   rendered and cached as `procedural.npz`. Later calls read the cache (a procedural cache
-  from another RENDERER_VERSION is rendered again). An unreadable cache or released file
-  raises UserError.
+  from another RENDERER_VERSION is rendered again). A cache that fails its check is moved to
+  cache_dir/dsprites/damaged/ with one warning line and made again from its source; an
+  unreadable released file (the user's, which this cannot remake) raises UserError.
   """
   root = pathlib.Path(cache_dir) / "dsprites"
   real = released_file(manual_dir)
   if real is not None:
     path = root / "released.npz"
-    if path.exists():
-      packed, factors, _ = _read_cache(path, "read")
-      return packed, factors
+    cached = _read_cache(path, f"reading {real} again")
+    if cached is not None:
+      return cached[:2]
     print(f"Reading dSprites from {real}; later calls read the cache {path}", file=sys.stderr,
           flush=True)
     packed, factors = read_released(real)
@@ -425,8 +443,9 @@ def load(cache_dir: str | pathlib.Path,
     print(f"No {RELEASED_FILENAME} in {manual_dir}: using procedural dSprites", file=sys.stderr,
           flush=True)
   path = root / "procedural.npz"
-  if path.exists():
-    packed, factors, version = _read_cache(path, "render")
+  cached = _read_cache(path, "rendering it again")
+  if cached is not None:
+    packed, factors, version = cached
     if version == RENDERER_VERSION:
       return packed, factors
     print(f"{path} was rendered by renderer version {version}, now {RENDERER_VERSION}: "

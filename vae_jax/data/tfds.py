@@ -21,9 +21,11 @@ file is checked against TFDS's registered size and SHA-256 before TFDS runs.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import os
 import pathlib
+import re
 import shutil
 import sys
 import tempfile
@@ -35,6 +37,7 @@ from vae_jax import checks
 from vae_jax.data import cache, preprocess
 from vae_jax.data.paths import resolve_cache_dir, resolve_manual_dir, resolve_tfds_dir
 from vae_jax.errors import UserError
+from vae_jax.runtime import files
 
 _READ_BATCH = 1024  # images per batch read from TFDS (and preprocessed) at a time
 
@@ -137,12 +140,58 @@ def factor_features(features, label_features=None) -> tuple[tuple[str, int], ...
   return tuple(out)
 
 
+class _PreparedDamaged(Exception):
+  """TFDS's prepared copy of the dataset (the folder `path`, as `inspected`) does not read."""
+
+  def __init__(self, path: pathlib.Path, problem: str, inspected):
+    super().__init__(path, problem)
+    self.path, self.problem, self.inspected = path, problem, inspected
+
+
 def _prepare_with_tfds(data_config, split: str):
-  """Builds the TFDS dataset (offline from the manual dir when given) and reads one split."""
+  """Builds the TFDS dataset (offline from the manual dir when given) and reads one split.
+
+  TFDS's prepared copy (<tfds_dir>/<name>/<version>/: dataset_info.json, features.json, the
+  TFRecord shards) is derived from the raw files too: when it does not read back (a damaged
+  dataset_info.json fails the builder; a damaged or missing shard fails the read with
+  TensorFlow's DataLossError / NotFoundError), it is moved to <tfds_dir>/<name>/damaged/ with
+  one warning line and prepared again from the raw files, once."""
   print(f"Preparing {data_config.name!r} ({split}) with TFDS; later launches read the cache in "
         f"{resolve_cache_dir(data_config)}", flush=True)
-  with _quiet_native_output():
-    return _prepare_with_tfds_quietly(data_config, split)
+  name = tfds_name(data_config.name)
+  sources = resolve_manual_dir(data_config) or "the TFDS download"
+  for again in (False, True):
+    try:
+      with _quiet_native_output():
+        return _prepare_with_tfds_quietly(data_config, split)
+    except _PreparedDamaged as e:  # outside the quiet block, so that its warning shows
+      if again:
+        raise UserError(f"TFDS's copy of {name!r} in {e.path}, prepared again from {sources}, "
+                        f"does not read back either ({e.problem})") from None
+      files.set_aside_derived(e.path, f"(TFDS's prepared copy of {name!r}) does not read back "
+                              f"({e.problem})", f"preparing it again from {sources}",
+                              e.inspected)
+
+
+def _tf_reason(e: BaseException) -> str:
+  """A TensorFlow error in a few words: "DataLossError: corrupted record at 1654725"."""
+  text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+  text = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:.*$", "", text).strip()[:200]
+  return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _prepared_folder(tfds, name: str, data_dir: str | None) -> pathlib.Path | None:
+  """The folder TFDS keeps its prepared copy of `name` in under `data_dir` (TFDS's default,
+  $TFDS_DATA_DIR or ~/tensorflow_datasets, when None), when it exists: where a builder made
+  on an empty folder would look, moved to the real one."""
+  with tempfile.TemporaryDirectory() as empty:
+    try:
+      inside = os.path.relpath(os.fspath(tfds.builder(name, data_dir=empty).data_dir), empty)
+    except Exception:  # pylint: disable=broad-except  (not a dataset of this TFDS)
+      return None
+  root = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
+  path = pathlib.Path(root).expanduser() / inside
+  return path if path.is_dir() else None
 
 
 def _prepare_with_tfds_quietly(data_config, split):
@@ -151,9 +200,13 @@ def _prepare_with_tfds_quietly(data_config, split):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   name = tfds_name(data_config.name)
+  data_dir = resolve_tfds_dir(data_config)
   try:
-    builder = tfds.builder(name, data_dir=resolve_tfds_dir(data_config))
+    builder = tfds.builder(name, data_dir=data_dir)
   except Exception as e:  # TFDS raises its own DatasetNotFoundError with a long listing.
+    prepared = _prepared_folder(tfds, name, data_dir)
+    if prepared is not None:  # a known dataset whose prepared dataset_info does not read
+      raise _PreparedDamaged(prepared, _tf_reason(e), files.identity(prepared)) from None
     raise UserError(f"config.data.name={data_config.name!r} is not a TFDS dataset "
                     f"({type(e).__name__}); use a name from tfds.list_builders(), e.g. 'mnist'") from None
   features = builder.info.features
@@ -183,6 +236,22 @@ def _prepare_with_tfds_quietly(data_config, split):
     shutil.rmtree(extract_dir, ignore_errors=True)
   if split not in builder.info.splits:  # known once prepared
     raise SplitMissing(split)
+  prepared = pathlib.Path(os.fspath(builder.data_dir))
+  inspected = files.identity(prepared)
+  try:
+    return _read_split(tfds, builder, data_config, split, factors)
+  except (tf.errors.OpError, OSError) as e:  # a damaged or missing shard
+    problem = _tf_reason(e)
+  # Raised here, not in the except block, with the reader's iterator collected first: its
+  # frames would otherwise outlive the quiet block, and TensorFlow prints a note about its
+  # unread dataset when it goes.
+  gc.collect()
+  raise _PreparedDamaged(prepared, problem, inspected)
+
+
+def _read_split(tfds, builder, data_config, split: str, factors):
+  """The split's preprocessed images and labels, read in batches from TFDS's prepared copy."""
+  features = builder.info.features
   # Batches when every image has the same shape; one image at a time otherwise.
   static = None not in tuple(features["image"].shape)
   dataset = builder.as_dataset(split=split, batch_size=_READ_BATCH if static else None)

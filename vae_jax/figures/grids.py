@@ -1,14 +1,65 @@
-"""Image grids and the one PNG writer every figure goes through (matplotlib, no display)."""
+"""Image grids and the one writer every figure file goes through (matplotlib, no display).
+
+Figures are drawn on `matplotlib.figure.Figure`s with an Agg canvas of their own, never
+through pyplot's figure manager: importing this package leaves the user's backend alone (a
+notebook keeps its inline backend), and no GUI window or pyplot state is touched. `plt` is the
+part of pyplot the figure modules use (subplots, figure, get_cmap, close), on such figures.
+Every file is written whole or not at all (`runtime.files.write_with`: a full disk names the
+file, and no partial file is left).
+"""
 
 from __future__ import annotations
 
 import os
+import pathlib
+import sys
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 import numpy as np
+
+from vae_jax.runtime import files
+
+# Figure.subplots' own arguments; every other keyword of `plt.subplots` goes to the Figure.
+_SUBPLOTS_ARGS = ("sharex", "sharey", "squeeze", "width_ratios", "height_ratios", "subplot_kw",
+                  "gridspec_kw")
+
+
+class _Figures:
+  """pyplot's figure-making calls, making figures that belong to no backend (module docstring)."""
+
+  @staticmethod
+  def figure(**kwargs) -> Figure:
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)  # draws and saves it; no pyplot figure manager, no window
+    return fig
+
+  @classmethod
+  def subplots(cls, nrows: int = 1, ncols: int = 1, **kwargs):
+    grid = {k: kwargs.pop(k) for k in _SUBPLOTS_ARGS if k in kwargs}
+    fig = cls.figure(**kwargs)
+    return fig, fig.subplots(nrows, ncols, **grid)
+
+  @staticmethod
+  def get_cmap(name):
+    return matplotlib.colormaps.get_cmap(name)
+
+  @staticmethod
+  def close(fig=None) -> None:
+    """Closes a pyplot figure (one a user made); the figures made here need no closing."""
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None and getattr(getattr(fig, "canvas", None), "manager", None):
+      pyplot.close(fig)
+
+
+plt = _Figures()
+
+
+def write_file(path: str | os.PathLike, write) -> str:
+  """Writes a figure file through `write(f)` (e.g. a GIF's `image.save(f, format="GIF")`)
+  whole or not at all (`runtime.files.write_with`); returns the path."""
+  return files.write_with(path, write)
 
 
 def tile(images_NxHxWxC: np.ndarray, ncols: int) -> np.ndarray:
@@ -49,9 +100,11 @@ def save_grid(path: str | os.PathLike, images_NxHxWxC: np.ndarray, ncols: int, t
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> str:
-  """Lays out, writes and closes a figure; returns the path."""
+  """Lays out and writes a figure (the format from the file's suffix, PNG by default) whole
+  or not at all; returns the path. A pyplot figure (a user's) is closed, as pyplot's are."""
   fig.tight_layout()
-  fig.savefig(path, dpi=dpi)
+  fmt = pathlib.Path(path).suffix.lstrip(".").lower() or "png"
+  write_file(path, lambda f: fig.savefig(f, format=fmt, dpi=dpi))
   plt.close(fig)
   return os.fspath(path)
 

@@ -4,6 +4,7 @@
     files.save_npz(path, images=..., ...)   # the dataset caches
     files.write_text(path, text)            # the W&B run id, the W&B sweep export
     files.append_line(f, path, line)        # metrics.jsonl: a whole line or nothing
+    files.write_with(path, write)           # figures, exported latents: write(f) on a file
 
 Each writes a temporary file beside `path` and renames it over `path` when it is complete,
 so a reader (or a relaunch after a kill) sees the old file or the new one, never half of
@@ -11,21 +12,27 @@ one. On any failure the temporary file is removed; a full disk (ENOSPC, or EDQUO
 quota) is raised as `DiskFull`, which names the path that filled, what the write needed and
 what is free there, so that the one line a user reads points at the right disk.
 
-A damaged file of a run is never deleted: `quarantine` moves it to DIR/damaged/.
+A damaged file of a run is never deleted: `quarantine` moves it to DIR/damaged/. A damaged
+derived file (a cache the program rebuilds from its sources) is moved to <its folder>/damaged/
+the same way by `set_aside_derived`, with one warning line, and rebuilt by the caller.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import io
 import json
 import os
 import pathlib
 import shutil
+import sys
 import tempfile
 import time
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
+
+from vae_jax.errors import UserError
 
 DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 _NPZ_OVERHEAD = 1 << 12  # zip headers and each array's .npy header, generously
@@ -143,6 +150,16 @@ def write_text(path: str | os.PathLike, text: str) -> None:
   write_bytes(path, text.encode("utf-8"))
 
 
+def write_with(path: str | os.PathLike, write: Callable[[IO[bytes]], Any],
+               needed: int | None = None) -> str:
+  """Calls `write(f)` with a binary file that becomes `path` when it returns (see `atomic`):
+  for writers that take a file object (a figure's `savefig`, an image's `save`). Returns
+  `path` as a string."""
+  with atomic(path, "wb", needed=needed) as f:
+    write(f)
+  return os.fspath(path)
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
   """Writes `obj` as indented, key-sorted JSON to `path` atomically (see `atomic`)."""
   write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
@@ -214,4 +231,65 @@ def copy_to_quarantine(path: str | os.PathLike) -> pathlib.Path:
   path = pathlib.Path(path)
   dest = quarantine_path(path.parent, path.name)
   shutil.copyfile(path, dest)
+  return dest
+
+
+FileIdentity = tuple[int, int]
+
+
+def identity(f: IO | str | os.PathLike) -> FileIdentity | None:
+  """(device, inode) of an open file or of a path (None when nothing is there): which file a
+  reader inspected, so that only that file is set aside (`set_aside`)."""
+  try:
+    st = os.fstat(f.fileno()) if hasattr(f, "fileno") else os.stat(f)
+  except OSError:
+    return None
+  return st.st_dev, st.st_ino
+
+
+def set_aside(path: str | os.PathLike, inspected: FileIdentity | None = None
+              ) -> pathlib.Path | None:
+  """Moves a damaged derived file or folder to <its folder>/damaged/ (`quarantine_path`: its
+  name and the time); returns where it went, or None when there was nothing to move.
+
+  Several processes may find the same cache damaged at once (two launches sharing a cache).
+  Each moves it under an OS lock on <its folder>/damaged/.lock, and only while `path` is
+  still the file it inspected (`inspected`, from `identity`; default whatever is there): a
+  file another process has already moved, or moved and rebuilt (a rename, so a new inode), is
+  left alone and None returned. The move is a rename within one file system: atomic."""
+  path = pathlib.Path(path)
+  folder = damaged_folder(path.parent)
+  try:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a") as lock:
+      fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+      now = identity(path)
+      if now is None or (inspected is not None and now != inspected):
+        return None
+      dest = quarantine_path(path.parent, path.name)
+      os.rename(path, dest)
+      return dest
+  except OSError as e:
+    if is_disk_full(e):
+      raise DiskFull(folder) from None
+    raise
+
+
+def set_aside_derived(path: str | os.PathLike, problem: str, rebuild: str,
+                      inspected: FileIdentity | None = None) -> pathlib.Path | None:
+  """What becomes of a derived file that fails its check: moved aside (`set_aside`) and one
+  warning line on stderr, "warning: <path> <problem>; moved it to <where>; <rebuild>"; the
+  caller then rebuilds it. Returns where it went (None: another process had moved it first).
+  A file that cannot be moved (a cache folder this user may not write) is a one-line
+  `UserError`."""
+  try:
+    dest = set_aside(path, inspected)
+  except DiskFull:
+    raise
+  except OSError as e:
+    raise UserError(f"{path} {problem}, and cannot be moved aside ({e.strerror}); move it "
+                    "away yourself, or point $VAE_JAX_CACHE_DIR at a folder you can write"
+                    ) from None
+  where = f"moved it to {dest}" if dest is not None else "another process moved it aside"
+  print(f"warning: {path} {problem}; {where}; {rebuild}", file=sys.stderr, flush=True)
   return dest

@@ -23,10 +23,10 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 from absl import app, flags  # pylint: disable=g-import-not-at-top
 
 # pylint: disable=g-import-not-at-top
-from vae_jax import latents, rng, workdir as workdir_lib
+from vae_jax import latents, rng, tools, workdir as workdir_lib
 from vae_jax.data import corruption
 from vae_jax.figures import grids
-from vae_jax.errors import UserError, check_tool_arguments, fail
+from vae_jax.errors import UserError, check_tool_arguments
 # pylint: enable=g-import-not-at-top
 
 _NUM_SHOWN = 12  # columns of the figure
@@ -81,7 +81,7 @@ def denoise_workdir(workdir, corruption_kind: str | None = None, level: float | 
   if not (level > 0 and (kind == "gaussian" or level <= 1)):
     raise UserError(f"--level={level} is invalid: expected a number > 0"
                     + ("" if kind == "gaussian" else " and <= 1"))
-  _, model, ds = workdir_lib.load_run(workdir, dataset=dataset)
+  _, model, ds, _ = tools.load_run(workdir, dataset=dataset)
   key = rng.denoise_key(seed)
   metrics, images = denoising_metrics(model, ds.test_images, kind, level, key)
   out = {f"denoise/{k}": v for k, v in metrics.items()}
@@ -98,8 +98,8 @@ def main(argv):
   try:
     f = flags.FLAGS
     m = denoise_workdir(f.workdir, f.corruption, f.level, seed=f.seed)
-  except UserError as e:
-    fail(str(e))
+  except Exception as e:  # pylint: disable=broad-except  (one line, or raised again)
+    tools.refuse(e)
   print(f"{flags.FLAGS.workdir}: {m['denoise/corruption']} {m['denoise/level']:g}: MSE "
         f"{m['denoise/mse_input']:.4f} (corrupted) -> {m['denoise/mse_output']:.4f} (denoised); "
         f"PSNR {m['denoise/psnr_input']:.2f} -> {m['denoise/psnr_output']:.2f} dB "

@@ -22,7 +22,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # pylint: disable=g-import-not-at-top
 from absl import app, flags  # pylint: disable=g-import-not-at-top
 
-from vae_jax.errors import UserError, check_tool_arguments, fail  # pylint: disable=g-import-not-at-top
+from vae_jax.errors import UserError, check_tool_arguments  # pylint: disable=g-import-not-at-top
+from vae_jax import tools  # pylint: disable=g-import-not-at-top
+from vae_jax.runtime import files  # pylint: disable=g-import-not-at-top
 
 SPLITS = ("test", "train", "both")
 
@@ -47,12 +49,12 @@ def export_latents(workdir, split: str = "test", *, epoch: int | None = None, da
   Raises `UserError` for a missing or unfinished run or an unknown split. An unlabelled
   dataset's labels are not written (no labels_<split> in the result).
   """
-  from vae_jax import latents as latents_lib, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from vae_jax import latents as latents_lib  # pylint: disable=g-import-not-at-top
 
   if split not in SPLITS:
     raise UserError(f"--split={split!r} is invalid: expected one of {', '.join(SPLITS)}")
   if model is None:
-    _, model, dataset = workdir_lib.load_run(workdir, epoch=epoch, dataset=dataset)
+    _, model, dataset, _ = tools.load_run(workdir, epoch=epoch, dataset=dataset)
   written = {}
   for s in (("test", "train") if split == "both" else (split,)):
     if s == "train" and dataset.packed_shape is not None:
@@ -70,9 +72,8 @@ def export_latents(workdir, split: str = "test", *, epoch: int | None = None, da
       arrays.append((f"labels_{s}", labels.astype(np.int32)))
     for name, arr in arrays:
       path = pathlib.Path(workdir) / f"{name}.npy"
-      tmp = path.with_suffix(".tmp.npy")
-      np.save(tmp, arr)
-      os.replace(tmp, path)  # atomic: a reader never sees half a file
+      # Whole or not at all: a reader never sees half a file; a full disk names `path`.
+      files.write_with(path, lambda f, arr=arr: np.save(f, arr), needed=arr.nbytes + 128)
       written[name] = path
   return written
 
@@ -81,8 +82,8 @@ def main(argv):
   check_tool_arguments(argv, flags.FLAGS.workdir)
   try:
     written = export_latents(flags.FLAGS.workdir, flags.FLAGS.split, epoch=flags.FLAGS.epoch)
-  except UserError as e:
-    fail(str(e))
+  except Exception as e:  # pylint: disable=broad-except  (one line, or raised again)
+    tools.refuse(e)
   for name, path in written.items():
     print(f"{path}: {np.load(path, mmap_mode='r').shape}")
   unlabelled = [n.replace("latents_", "labels_") + ".npy" for n in written
