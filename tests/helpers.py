@@ -10,6 +10,7 @@ import sys
 
 import jax
 import numpy as np
+from flax import nnx
 
 from configs import default
 from vae_jax import checkpoints, models, objectives, optim
@@ -18,26 +19,39 @@ from vae_jax import data as data_lib
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
+# The tiny config's fields (dotted names): what tiny_config sets and TINY_CONFIG_FILE writes.
+TINY_FIELDS = {
+    "num_epochs": 2, "batch_size": 16, "model.hidden_sizes": (32,), "model.latent_dim": 4,
+    "eval_batch_size": 32, "checkpoint_every_epochs": 1, "num_plot_images": 4,
+    "write_figures": False,  # tests that check the PNGs turn them on
+    "wandb.mode": "disabled", "data.name": "fake",
+}
+
+
+def _set(c, key, value):
+  node = c
+  *parents, leaf = key.split(".")
+  for p in parents:
+    node = node[p]
+  node[leaf] = value
+
+
 def tiny_config(**overrides):
   """A config small enough to train in well under a second per epoch on fake data."""
   c = default.get_config()
-  c.num_epochs = 2
-  c.batch_size = 16
-  c.model.hidden_sizes = (32,)
-  c.model.latent_dim = 4
-  c.eval_batch_size = 32
-  c.checkpoint_every_epochs = 1
-  c.num_plot_images = 4
-  c.write_figures = False  # tests that check the PNGs turn them on
-  c.wandb.mode = "disabled"
-  c.data.name = "fake"
-  for k, v in overrides.items():
-    node = c
-    *parents, leaf = k.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = v
+  for k, v in {**TINY_FIELDS, **overrides}.items():
+    _set(c, k, v)
   return c
+
+
+def tiny_model(family="vae", *, latent_dim=3, likelihood="bernoulli", activation="relu",
+               scale=0.1, seed=0, image_shape=(4, 4, 1), hidden_sizes=(8,), **family_fields):
+  """A small MLP model of `family` (`models.FAMILIES`), built directly from its constructor
+  (no config): what the objective and likelihood tests differentiate through."""
+  return models.FAMILIES[family](
+      architecture="mlp", image_shape=image_shape, latent_dim=latent_dim,
+      hidden_sizes=hidden_sizes, activation=activation, likelihood=likelihood, scale=scale,
+      learn_scale=False, rngs=nnx.Rngs(seed), **family_fields)
 
 
 def fake_dataset(n_train=128, n_test=40, shape=(8, 8, 1), binarization="dynamic", seed=0):
@@ -94,27 +108,18 @@ def write_fake_cache(cache_dir, name="fake", **kwargs):
   return str(cache_dir)
 
 
-TINY_CONFIG_FILE = '''
-"""A tiny sweep over fake data, for tests."""
-from configs import default
-
-def get_config():
-  c = default.get_config()
-  c.num_epochs = 2
-  c.batch_size = 16
-  c.model.hidden_sizes = (32,)
-  c.model.latent_dim = 4
-  c.eval_batch_size = 32
-  c.num_plot_images = 4
-  c.write_figures = False
-  c.wandb.mode = "disabled"
-  c.data.name = "fake"
-  c.data.cache_dir = {cache_dir!r}
-  return c
-
-def get_sweep():
-  return [{{"beta": b}} for b in (0.5, 1.0, 2.0)]
-'''
+# The tiny sweep as a config file, for tests that launch launch.py: TINY_FIELDS again, with
+# its checkpoint interval left at the default and the fake data's cache folder filled in.
+TINY_CONFIG_FILE = ('"""A tiny sweep over fake data, for tests."""\n'
+                    "from configs import default\n\n"
+                    "def get_config():\n"
+                    "  c = default.get_config()\n"
+                    + "".join(f"  c.{k} = {v!r}\n" for k, v in TINY_FIELDS.items()
+                              if k != "checkpoint_every_epochs")
+                    + "  c.data.cache_dir = {cache_dir!r}\n"
+                    "  return c\n\n"
+                    "def get_sweep():\n"
+                    '  return [{{"beta": b}} for b in (0.5, 1.0, 2.0)]\n')
 
 
 def write_fake_dsprites(folder, sizes=(3, 2, 2, 4, 4)):

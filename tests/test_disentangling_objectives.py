@@ -1,4 +1,4 @@
-"""The disentangling objectives (issue 18): the annealed-capacity VAE, the β-TCVAE and DIP-VAE-I/II,
+"""The disentangling objectives: the annealed-capacity VAE, the β-TCVAE and DIP-VAE-I/II,
 against the ELBO, closed forms and constructed posteriors; their validation; and training
 from the launcher (resumed bit-exactly) and as vectorised groups."""
 
@@ -9,24 +9,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 from jax.scipy import stats
 from ml_collections import config_dict
 
 from configs import default
-from vae_jax import models, objectives, trainer, validate
+from vae_jax import objectives, trainer, validate
 from vae_jax.errors import UserError
 from vae_jax.objectives import dip_vae
 from tests.helpers import (TINY_CONFIG_FILE, fake_dataset, final_params, launch, tiny_config,
-                           write_fake_cache)
+                           tiny_model, write_fake_cache)
 
 NEW = ("annealed_vae", "beta_tcvae", "dip_vae_i", "dip_vae_ii")
 
 
 def _model(latent=3):
-  return models.VAE(architecture="mlp", image_shape=(4, 4, 1), latent_dim=latent,
-                    hidden_sizes=(8,), activation="relu", likelihood="bernoulli", scale=0.1,
-                    learn_scale=False, rngs=nnx.Rngs(0))
+  return tiny_model("vae", latent_dim=latent)
 
 
 def _batch(b=6, latent=3, seed=0):

@@ -1,5 +1,5 @@
-"""Latent export (`vae_jax.encode`), the probes of `vae_jax.probe`, and the denoising
-evaluation (`vae_jax.denoise`), on fake data."""
+"""Latent export (`vae_jax.tools.encode`), the probes of `vae_jax.analysis.probes`, and the denoising
+evaluation (`vae_jax.tools.denoise`), on fake data."""
 
 import json
 import subprocess

@@ -1,4 +1,4 @@
-"""test/nll at the end of training, `load_run` and the `python -m vae_jax.evaluate` command."""
+"""test/nll at the end of training, `load_run` and the `python -m vae_jax.tools.nll` command."""
 
 import json
 import subprocess

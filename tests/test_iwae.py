@@ -14,7 +14,7 @@ import pytest
 from flax import nnx
 from jax.scipy import stats
 
-from tests.helpers import ROOT, fake_dataset, tiny_config, write_fake_cache, xla_env
+from tests.helpers import ROOT, fake_dataset, tiny_config, write_fake_cache, xla_env, tiny_model
 from vae_jax import launcher, marginal_likelihood as L, models, objectives, optim, rng, sweeps, trainer, validate
 from vae_jax.tools import nll
 from vae_jax.errors import UserError
@@ -23,12 +23,10 @@ Z1, Z2 = 3, 2
 
 
 def _model(layers=1, seed=0, top_hidden=(5,)):
-  shared = dict(architecture="mlp", image_shape=(4, 4, 1), latent_dim=Z1, hidden_sizes=(8,),
-                activation="tanh", likelihood="bernoulli", scale=1.0, learn_scale=False,
-                rngs=nnx.Rngs(seed))
+  shared = dict(latent_dim=Z1, activation="tanh", scale=1.0, seed=seed)
   if layers == 1:
-    return models.VAE(**shared)
-  return models.TwoLayerVAE(**shared, top_latent_dim=Z2, top_hidden_sizes=top_hidden)
+    return tiny_model("vae", **shared)
+  return tiny_model("two_layer_vae", **shared, top_latent_dim=Z2, top_hidden_sizes=top_hidden)
 
 
 def _x(n=6):
@@ -266,7 +264,7 @@ def test_two_layer_vae_trains_and_is_evaluated(tmp_path):
   # test/nll (k = 20) is a tighter bound than the single-sample test ELBO.
   assert res["test/nll"] < res["test/neg_elbo"] and "test/active_units_top" in res
   assert (tmp_path / "samples.png").stat().st_size > 0  # ancestral samples through p(z1|z2)
-  out = nll.nll_of_workdir(tmp_path, 50, dataset=ds)  # python -m vae_jax.evaluate
+  out = nll.nll_of_workdir(tmp_path, 50, dataset=ds)  # python -m vae_jax.tools.nll
   assert out["test/nll"] <= res["test/nll"] + 0.5
 
 
@@ -317,7 +315,7 @@ def test_iwae_member_runs_from_the_launcher(tmp_path):
   assert np.isfinite(res["test/nll"]) and json.loads((wd / "config.json").read_text())[
       "config"]["num_importance_samples"] == 5
   # Each evaluation also reports the bound at the training k on the test split, with the
-  # noise of the test-NLL estimate: at the last epoch it is `python -m vae_jax.evaluate --k 5`.
+  # noise of the test-NLL estimate: at the last epoch it is `python -m vae_jax.tools.nll --k 5`.
   evals = [r for r in rows if "test/neg_elbo" in r]
   assert evals and all(np.isfinite(r["test/neg_iwae"]) for r in evals)
   assert res["test/neg_iwae"] == evals[-1]["test/neg_iwae"]

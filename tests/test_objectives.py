@@ -5,10 +5,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 from jax.scipy import stats
 
-from vae_jax import decoder_likelihoods, models, objectives
+from tests.helpers import tiny_model
+from vae_jax import decoder_likelihoods, objectives
 
 
 def test_analytic_kl_matches_monte_carlo():
@@ -62,9 +62,7 @@ def test_laplace_nll_is_the_laplace_log_density(pixels, log_scale):
 
 
 def _model(kind="vae", likelihood="bernoulli", latent=3):
-  return models.FAMILIES[kind](architecture="mlp", image_shape=(4, 4, 1), latent_dim=latent,
-                               hidden_sizes=(8,), activation="relu", likelihood=likelihood,
-                               scale=0.1, learn_scale=False, rngs=nnx.Rngs(0))
+  return tiny_model(kind, likelihood=likelihood, latent_dim=latent)
 
 
 def _hp(beta=1.0, warm=0, free_bits=0.0):

@@ -173,7 +173,7 @@ def get_config() -> config_dict.ConfigDict:
   c.checkpoint_every_epochs = 5  # Save an Orbax checkpoint this often (and always at the end).
   c.keep_checkpoints = 2  # How many recent checkpoints to keep.
   # IWAE samples per test image for test/nll (a tighter bound than the ELBO) at the end of
-  # training; 0 = skip. k = 5000 costs minutes on a CPU; `python -m vae_jax.evaluate` runs it later.
+  # training; 0 = skip. k = 5000 costs minutes on a CPU; `python -m vae_jax.tools.nll` runs it later.
   c.eval_nll_k = 0
   c.num_plot_images = 16  # Test images in the reconstruction figure; also samples = this squared / 2.
   # Each finished run's PNGs (reconstructions, samples, latents, traversals); False skips
