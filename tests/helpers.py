@@ -3,6 +3,7 @@ reading a run's final parameters back."""
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import subprocess
@@ -108,13 +109,18 @@ def write_fake_cache(cache_dir, name="fake", **kwargs):
   return str(cache_dir)
 
 
+def _literal(v) -> str:
+  """Python source for a config value, strings in double quotes (tests edit the file's text)."""
+  return json.dumps(v) if isinstance(v, str) else repr(v)
+
+
 # The tiny sweep as a config file, for tests that launch launch.py: TINY_FIELDS again, with
 # its checkpoint interval left at the default and the fake data's cache folder filled in.
 TINY_CONFIG_FILE = ('"""A tiny sweep over fake data, for tests."""\n'
                     "from configs import default\n\n"
                     "def get_config():\n"
                     "  c = default.get_config()\n"
-                    + "".join(f"  c.{k} = {v!r}\n" for k, v in TINY_FIELDS.items()
+                    + "".join(f"  c.{k} = {_literal(v)}\n" for k, v in TINY_FIELDS.items()
                               if k != "checkpoint_every_epochs")
                     + "  c.data.cache_dir = {cache_dir!r}\n"
                     "  return c\n\n"
