@@ -20,6 +20,7 @@ import itertools
 import json
 import os
 import sys
+import time
 from typing import Callable, TypeVar
 
 import jax
@@ -30,6 +31,7 @@ from vae_jax.runtime import files
 
 T = TypeVar("T")
 
+_LEADER_EXIT_DELAY_S = 3.0  # see exit_now
 DEFAULT_TIMEOUT_S = 1800  # preparing a large dataset from raw files can take a while
 _calls = itertools.count()
 
@@ -51,6 +53,12 @@ def exit_now(message: str, code: int) -> None:
   sys.stdout.flush()
   sys.stderr.write(f"error: {message}\n")
   sys.stderr.flush()
+  if code > 128 and jax.process_count() > 1 and jax.process_index() == 0:
+    # A stop by signal is agreed by every process after the same epoch, and each exits here
+    # at about the same moment. Process 0 runs JAX's coordination service: leaving first
+    # would make the others' agents find it gone and abort them (SIGABRT) before they exit
+    # with their own status, so it lets them go first.
+    time.sleep(_LEADER_EXIT_DELAY_S)
   os._exit(code)  # pylint: disable=protected-access
 
 
