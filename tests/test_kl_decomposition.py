@@ -6,6 +6,7 @@ import itertools
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -199,3 +200,56 @@ def _linear_posteriors(images_u8):
   logvar = np.full_like(mean, 2 * np.log(0.05))
   eps = np.random.default_rng(0).normal(size=(len(x) // 4, 2)).astype(np.float32)
   return mean, logvar, eps, np.ones(len(x), np.float32)
+
+
+def _direct_log_qz(mean, logvar, z, log_w):
+  """The estimates written directly over the (B, B, Z) pairwise densities, for autodiff."""
+  pair = kd.pairwise_log_density(mean, logvar, z)
+  return (jax.nn.logsumexp(pair.sum(-1) + log_w, axis=1),
+          jax.nn.logsumexp(pair + log_w[:, :, None], axis=1))
+
+
+def _weighted_loss(fn, g_qz, g_qzj):
+  """A scalar that weights every output differently, so each cotangent is checked."""
+  def loss(mean, logvar, z, log_w):
+    log_qz, log_qzj = fn(mean, logvar, z, log_w)
+    return jnp.sum(g_qz * log_qz) + jnp.sum(g_qzj * log_qzj)
+  return loss
+
+
+@pytest.mark.parametrize("estimator,b,z_dim,spread", [("mss", 37, 5, 1.0), ("mws", 37, 5, 1.0),
+                                                      ("mss", 2, 1, 1.0), ("mss", 64, 10, 4.0)])
+def test_batch_log_qz_values_and_gradients_match_the_direct_form(estimator, b, z_dim, spread):
+  with jax.enable_x64(True):
+    mean, logvar, z = _posterior_batch(3, b, z_dim, spread)
+    log_w = kd.log_importance_weights(b, 1000, estimator, jnp.float64)
+    rng = np.random.default_rng(4)
+    g_qz, g_qzj = rng.normal(size=b), rng.normal(size=(b, z_dim))
+    want = _direct_log_qz(mean, logvar, z, log_w)
+    got = kd.batch_log_qz(mean, logvar, z, log_w)
+    for w, g in zip(want, got):
+      np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-12, atol=1e-12)
+    grads_want = jax.grad(_weighted_loss(_direct_log_qz, g_qz, g_qzj), argnums=(0, 1, 2))(
+        mean, logvar, z, log_w)
+    grads_got = jax.grad(_weighted_loss(kd.batch_log_qz, g_qz, g_qzj), argnums=(0, 1, 2))(
+        mean, logvar, z, log_w)
+    for name, w, g in zip(("mean", "logvar", "z"), grads_want, grads_got):
+      np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-10, atol=1e-12,
+                                 err_msg=name)
+
+
+def test_batch_log_qz_falls_back_to_the_exact_form_where_the_bound_underflows():
+  # Points far apart, so each row's only real term is its own posterior at weight 1/N; N huge,
+  # and one posterior so tight on dimension 0 that it lifts that dimension's shared shift by
+  # 30 nats: the other rows' shifted sums there fall below float32's smallest number (0).
+  mean, logvar, z = _posterior_batch(5, 8, 3, spread=1000.0)
+  logvar[0, 0], z[0, 0] = -60.0, mean[0, 0]
+  log_w = kd.log_importance_weights(8, 1e36, "mss")
+  args = tuple(jnp.asarray(a, jnp.float32) for a in (mean, logvar, z))
+  want = _direct_log_qz(*args, log_w)
+  shift = float(jnp.max(log_w)) + float(jnp.max(-0.5 * (math.log(2 * math.pi) + args[1][:, 0])))
+  assert float(jnp.max(want[1][1:, 0])) - shift < -104  # the premise: e^that is 0 in float32
+  got = jax.jit(kd.batch_log_qz)(*args, log_w)
+  assert np.all(np.isfinite(np.asarray(got[1])))
+  for w, g in zip(want, got):
+    np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-5)
