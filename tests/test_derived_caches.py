@@ -28,6 +28,7 @@ import pytest
 
 from tests.helpers import ROOT, TINY_CONFIG_FILE, launch, write_fake_cache, write_fake_dsprites
 from vae_jax.data import cache, dsprites
+from vae_jax.errors import UserError
 from vae_jax.runtime import files
 
 # Tracebacks, Python warnings and library log lines ("W1205 09:15:27.2 ...").
@@ -267,6 +268,39 @@ def test_a_damaged_procedural_cache_is_rendered_again(tmp_path, monkeypatch, cap
   assert re.search(rf"warning: {re.escape(str(path))} is not a readable dSprites cache "
                    r"\(ValueError: factor indices outside the grid.*\); moved it to .*damaged/"
                    r"procedural\.npz\.\S+; rendering it again", err), err
+
+
+# The one reader both caches share (`cache.read_checked`) ------------------------------------
+
+
+def test_read_checked_moves_aside_what_fails_its_check_and_nothing_else(tmp_path, capsys):
+  path = tmp_path / "derived.npz"
+
+  def load(fh):
+    return fh.read()
+
+  def check(contents):
+    if contents != b"good":
+      raise ValueError("not good\nsecond line")
+
+  assert cache.read_checked(path, load, check, "test cache", "making it again") is None
+  path.write_bytes(b"good")
+  assert cache.read_checked(path, load, check, "test cache", "making it again") == b"good"
+  assert capsys.readouterr().err == ""
+  path.write_bytes(b"bad")
+  assert cache.read_checked(path, load, check, "test cache", "making it again") is None
+  [warning] = capsys.readouterr().err.splitlines()  # one line, though the reason has two
+  assert re.fullmatch(rf"warning: {re.escape(str(path))} is not a readable test cache "
+                      r"\(ValueError: not good\); moved it to .*damaged/derived\.npz\.\S+; "
+                      r"making it again", warning), warning
+  assert not path.exists()
+  [kept] = (tmp_path / "damaged").glob("derived.npz.*")
+  assert kept.read_bytes() == b"bad"
+  # One that exists but cannot be opened is not the cache's fault: one line, left in place.
+  path.mkdir()
+  with pytest.raises(UserError, match=rf"test cache {re.escape(str(path))} cannot be opened"):
+    cache.read_checked(path, load, check, "test cache", "making it again")
+  assert path.is_dir()
 
 
 # Two launches that find the same damage at once ---------------------------------------------

@@ -6,7 +6,8 @@ are written under a temporary name and renamed, so a killed launch never leaves 
 Where a split lives encodes everything that made it (`tag`): a change of preprocessing or
 labels prepares a new cache beside the old one rather than reading a stale one. A cache is
 derived from its sources, so one that fails its check (`read`: it does not load, or its arrays
-are not a split) is moved to <its folder>/damaged/ with one warning line and prepared again.
+are not a split) is moved to <its folder>/damaged/ with one warning line and prepared again;
+`read_checked` does this for every derived cache (dSprites' too).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import pathlib
 import zipfile
 import zlib
+from typing import IO, Callable, TypeVar
 
 import numpy as np
 
@@ -25,6 +27,8 @@ from vae_jax.runtime import files
 # What a damaged .npz raises when read: a truncated or foreign file (BadZipFile, ValueError),
 # a flipped byte (zipfile's CRC check: BadZipFile), a missing array (KeyError).
 UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
+
+T = TypeVar("T")
 
 
 def tag(readable: str, identity: dict) -> str:
@@ -41,27 +45,48 @@ def read(path: pathlib.Path, rebuild: str = "preparing it again"):
   uint8 images (N, H, W, C), integer labels (N,) or (N, F) matching the factors): it is then
   moved aside (`files.set_aside_derived`, one warning line ending in `rebuild`) and the
   caller prepares the split again from its sources."""
+  return read_checked(path, _load_split, lambda split: check_split(*split), "cached split",
+                      rebuild)
+
+
+def read_checked(path: pathlib.Path, load: Callable[[IO[bytes]], T], check: Callable[[T], None],
+                 what: str, rebuild: str) -> T | None:
+  """`load(file)` of a derived file that passes `check`; None when absent, or when it fails.
+
+  One way of reading every derived cache, so each treats damage alike: `load` reads the open
+  file into memory (it may raise anything in UNREADABLE), then `check` raises ValueError
+  unless the contents are what the caller wrote. A file that fails either is moved aside
+  with one warning line, "<path> is not a readable <what> (<reason>); ...; <rebuild>"
+  (`files.set_aside_derived`), and the caller makes it again from its sources; it is moved
+  only if it is still the file that was read (`files.identity`, taken on open), so a cache
+  another launch has just rebuilt is left alone. A file that exists but cannot be opened
+  (permissions) is a one-line `UserError`: moving it would not help."""
   try:
     fh = open(path, "rb")
   except FileNotFoundError:
     return None
   except OSError as e:
-    raise UserError(f"cached split {path} cannot be opened ({e.strerror})") from None
+    raise UserError(f"{what} {path} cannot be opened ({e.strerror})") from None
   with fh:
     inspected = files.identity(fh)
     try:
-      with np.load(fh, allow_pickle=False) as f:
-        images, labels = f["images"], f["labels"]
-        if "factor_names" in f:
-          names = tuple(str(n) for n in f["factor_names"])
-          sizes = tuple(int(n) for n in f["factor_sizes"])
-        else:
-          names, sizes = ("label",), ()  # caches written before factors were stored
-      check_split(images, labels, names, sizes)
+      contents = load(fh)
+      check(contents)
     except UNREADABLE as e:
-      files.set_aside_derived(path, f"is not a readable cached split ({_reason(e)})", rebuild,
+      files.set_aside_derived(path, f"is not a readable {what} ({_reason(e)})", rebuild,
                               inspected)
       return None
+  return contents
+
+
+def _load_split(fh: IO[bytes]):
+  with np.load(fh, allow_pickle=False) as f:
+    images, labels = f["images"], f["labels"]
+    if "factor_names" in f:
+      names = tuple(str(n) for n in f["factor_names"])
+      sizes = tuple(int(n) for n in f["factor_sizes"])
+    else:
+      names, sizes = ("label",), ()  # caches written before factors were stored
   return images, labels, names, sizes
 
 

@@ -52,11 +52,11 @@ import os
 import pathlib
 import sys
 import zipfile
-import zlib
 
 import jax.numpy as jnp
 import numpy as np
 
+from vae_jax.data import cache
 from vae_jax.errors import UserError
 from vae_jax.runtime import files
 
@@ -323,9 +323,6 @@ def released_file(manual_dir: str | os.PathLike | None) -> pathlib.Path | None:
   return path if path.is_file() else None
 
 
-_UNREADABLE = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error)
-
-
 def _read_npy_header(f) -> tuple[tuple[int, ...], bool, np.dtype]:
   version = np.lib.format.read_magic(f)
   if version == (1, 0):
@@ -365,7 +362,7 @@ def read_released(path: str | os.PathLike, chunk: int = 8192) -> tuple[np.ndarra
             raise EOFError(f"imgs ends after {start + len(buf) // pixels} of {n} images")
           packed_NxP[start:start + rows] = np.packbits(
               np.frombuffer(buf, np.uint8).reshape(rows, pixels) != 0, axis=1)
-  except _UNREADABLE as e:
+  except cache.UNREADABLE as e:
     raise UserError(f"dSprites file {path} is unreadable ({type(e).__name__}: "
                     f"{str(e)[:200]}); download {RELEASED_FILENAME} again from "
                     f"{RELEASED_URL}") from None
@@ -382,31 +379,24 @@ def _read_cache(path: pathlib.Path, rebuild: str
   """(packed, factors, renderer version) of a cache; None when it is absent, or when it fails
   its check (it does not load, or is not packed uint8 (N, 512) rows with int32 (N, 5) factor
   indices inside the grid): then it is moved aside with one warning line ending in `rebuild`
-  (`files.set_aside_derived`) and the caller makes it again."""
-  try:
-    fh = open(path, "rb")
-  except FileNotFoundError:
-    return None
-  except OSError as e:
-    raise UserError(f"cached dSprites {path} cannot be opened ({e.strerror})") from None
-  with fh:
-    inspected = files.identity(fh)
-    try:
-      with np.load(fh, allow_pickle=False) as f:
-        packed, factors = f["packed"], f["factors"]
-        version = int(f["renderer_version"])
-      if (packed.dtype != np.uint8 or packed.ndim != 2 or packed.shape[1] != PACKED_BYTES
-          or factors.dtype != np.int32
-          or factors.shape != (packed.shape[0], len(FACTOR_SIZES))):
-        raise ValueError(f"packed {packed.dtype} {packed.shape}, factors {factors.dtype} "
-                         f"{factors.shape}")
-      if len(factors) and ((factors < 0) | (factors >= np.asarray(FACTOR_SIZES))).any():
-        raise ValueError(f"factor indices outside the grid {FACTOR_SIZES}")
-    except _UNREADABLE as e:
-      files.set_aside_derived(path, f"is not a readable dSprites cache ({type(e).__name__}: "
-                              f"{str(e)[:200]})", rebuild, inspected)
-      return None
-  return packed, factors, version
+  (`cache.read_checked`) and the caller makes it again."""
+  return cache.read_checked(path, _load_cache, _check_cache, "dSprites cache", rebuild)
+
+
+def _load_cache(fh) -> tuple[np.ndarray, np.ndarray, int]:
+  with np.load(fh, allow_pickle=False) as f:
+    return f["packed"], f["factors"], int(f["renderer_version"])
+
+
+def _check_cache(cached: tuple[np.ndarray, np.ndarray, int]) -> None:
+  """ValueError unless `cached` is what `_write_cache` stores."""
+  packed, factors, _ = cached
+  if (packed.dtype != np.uint8 or packed.ndim != 2 or packed.shape[1] != PACKED_BYTES
+      or factors.dtype != np.int32 or factors.shape != (packed.shape[0], len(FACTOR_SIZES))):
+    raise ValueError(f"packed {packed.dtype} {packed.shape}, factors {factors.dtype} "
+                     f"{factors.shape}")
+  if len(factors) and ((factors < 0) | (factors >= np.asarray(FACTOR_SIZES))).any():
+    raise ValueError(f"factor indices outside the grid {FACTOR_SIZES}")
 
 
 def _write_cache(path: pathlib.Path, packed: np.ndarray, factors: np.ndarray,
