@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import pathlib
@@ -125,16 +126,19 @@ def epochs_of(configs) -> str:
 
 def write_table(out: pathlib.Path, stem: str, header: Sequence[str], rows: Sequence[Sequence],
                 title: str, notes: str = "") -> tuple[pathlib.Path, pathlib.Path]:
-  """Writes OUT/STEM.csv and OUT/STEM.md (a markdown table under a title and notes)."""
+  """Writes OUT/STEM.csv and OUT/STEM.md (a markdown table under a title and notes), each
+  whole or not at all (`vae_jax.runtime.files`)."""
+  from vae_jax.runtime import files  # pylint: disable=g-import-not-at-top
   out.mkdir(parents=True, exist_ok=True)
   csv_path, md_path = out / f"{stem}.csv", out / f"{stem}.md"
-  with open(csv_path, "w", newline="") as f:
-    w = csv.writer(f)
-    w.writerow(header)
-    w.writerows(rows)
+  table = io.StringIO(newline="")
+  w = csv.writer(table)
+  w.writerow(header)
+  w.writerows(rows)
+  files.write_text(csv_path, table.getvalue())
   fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)
   lines = [f"# {title}", "", notes, ""] if notes else [f"# {title}", ""]
   lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
-  md_path.write_text("\n".join(lines) + "\n")
+  files.write_text(md_path, "\n".join(lines) + "\n")
   return csv_path, md_path

@@ -35,6 +35,7 @@ def main():
 
   import jax  # pylint: disable=g-import-not-at-top  (after training: keep the launcher's start fast)
   from vae_jax import figures, latents  # pylint: disable=g-import-not-at-top
+  from vae_jax.runtime import files  # pylint: disable=g-import-not-at-top
 
   runs = {c.model.name: (p, c) for p, c in _common.finished_runs(args.workdir)
           if c.model.latent_dim == 2 and c.model.name in ("ae", "vae")}
@@ -68,7 +69,9 @@ def main():
     ]
     recon = runs[kind][0] / "reconstructions.png"
     if recon.exists():
-      written.append(str(shutil.copy(recon, out / f"{kind}_reconstructions.png")))
+      with open(recon, "rb") as src:  # copied whole or not at all
+        written.append(files.write_with(out / f"{kind}_reconstructions.png",
+                                        lambda f, src=src: shutil.copyfileobj(src, f)))
   for path in written:
     print(path)
 

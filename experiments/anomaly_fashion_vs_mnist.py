@@ -53,7 +53,8 @@ def main():
   import jax  # pylint: disable=g-import-not-at-top  (after training: keep it fast)
   import numpy as np  # pylint: disable=g-import-not-at-top
   from vae_jax.analysis import anomaly  # pylint: disable=g-import-not-at-top
-  from vae_jax.figures.grids import plt  # pylint: disable=g-import-not-at-top
+  from vae_jax.figures.grids import plt, save_figure  # pylint: disable=g-import-not-at-top
+  from vae_jax.runtime import files  # pylint: disable=g-import-not-at-top
 
   runs = {}
   for path, config in _common.finished_runs(args.workdir):
@@ -98,7 +99,7 @@ def main():
       else:
         scores = {m: anomaly.scores(model, images, m, key=jax.random.key(0), k=args.k)
                   for m in METHODS[kind]}
-        np.savez(cache, **scores)
+        files.save_npz(cache, **scores)  # whole or not at all
       for m, s in scores.items():
         auc = anomaly.auroc(s, is_ood)
         rows.append([train_name, other, kind.upper(), m, float(s[~is_ood].mean()),
@@ -137,9 +138,7 @@ def main():
     ax.set_title(run, fontsize=9)
     ax.set_xlabel("score (nats)")
     ax.legend(fontsize=6)
-  fig.tight_layout()
-  fig.savefig(args.out / "score_histograms.png", dpi=110)
-  plt.close(fig)
+  save_figure(fig, args.out / "score_histograms.png", dpi=110)  # whole or not at all
   for path in (*paths, args.out / "score_histograms.png"):
     print(path)
 

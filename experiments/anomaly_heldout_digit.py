@@ -32,6 +32,7 @@ def scores_of(model, kind, images, k, workdir):
   """{method: scores} for the run, cached in WORKDIR/anomaly_scores.npz."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   from vae_jax.analysis import anomaly  # pylint: disable=g-import-not-at-top
+  from vae_jax.runtime import files  # pylint: disable=g-import-not-at-top
   cache = workdir / "anomaly_scores.npz"
   methods = [m for kk, m in COLUMNS if kk == kind]
   if cache.exists():
@@ -40,7 +41,7 @@ def scores_of(model, kind, images, k, workdir):
         return {m: f[m] for m in methods}
   import jax  # pylint: disable=g-import-not-at-top
   out = {m: anomaly.scores(model, images, m, key=jax.random.key(0), k=k) for m in methods}
-  np.savez(cache, k=k, **out)
+  files.save_npz(cache, k=k, **out)  # whole or not at all
   return out
 
 
@@ -53,7 +54,7 @@ def main():
 
   import numpy as np  # pylint: disable=g-import-not-at-top  (after training: keep it fast)
   from vae_jax.analysis import anomaly  # pylint: disable=g-import-not-at-top
-  from vae_jax.figures.grids import plt  # pylint: disable=g-import-not-at-top
+  from vae_jax.figures.grids import plt, save_figure  # pylint: disable=g-import-not-at-top
 
   # The study's runs by (held-out digit, kind), read from their saved configs, so a workdir
   # trained by an earlier version of this script (same folders, no sweep.csv) still counts.
@@ -119,9 +120,7 @@ def main():
   ax.set_ylabel("AUROC")
   ax.set_ylim(0, 1)
   ax.legend(fontsize=7, ncol=4, loc="lower center")
-  fig.tight_layout()
-  fig.savefig(args.out / "auroc_by_digit.png", dpi=120)
-  plt.close(fig)
+  save_figure(fig, args.out / "auroc_by_digit.png", dpi=120)  # whole or not at all
   for path in (*paths, args.out / "auroc_by_digit.png"):
     print(path)
 

@@ -31,7 +31,7 @@ def main():
 
   import numpy as np  # pylint: disable=g-import-not-at-top  (after training: keep it fast)
   from vae_jax.analysis import probes  # pylint: disable=g-import-not-at-top
-  from vae_jax.figures.grids import plt  # pylint: disable=g-import-not-at-top
+  from vae_jax.figures.grids import plt, save_figure  # pylint: disable=g-import-not-at-top
   from vae_jax import models  # pylint: disable=g-import-not-at-top
   from vae_jax.tools import encode  # pylint: disable=g-import-not-at-top
 
@@ -109,9 +109,7 @@ def main():
     ax.set_title(f"{method}: 2-D codes of the test set", fontsize=10)
   axes[-1].legend(title="digit", markerscale=5, fontsize=7, loc="upper left",
                   bbox_to_anchor=(1.0, 1.0), frameon=False)
-  fig.tight_layout()
-  fig.savefig(args.out / "codes_2d.png", dpi=110)
-  plt.close(fig)
+  save_figure(fig, args.out / "codes_2d.png", dpi=110)  # whole or not at all
   for path in (*paths, args.out / "codes_2d.png"):
     print(path)
 
