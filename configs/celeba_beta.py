@@ -35,11 +35,13 @@ of 96 JPEGs of CelebA's size (218 x 178), to check the plumbing only.
 """
 
 from configs import default
+from vae_jax import config as config_lib
 
 VARIANTS = ("2d",)
 
 
 def get_config(variant: str | None = None):
+  config_lib.check_variant("configs/celeba_beta.py", variant, VARIANTS)
   c = default.get_config()
   c.data.name = "celeb_a"
   c.data.crop = (148,)
@@ -63,19 +65,10 @@ def get_config(variant: str | None = None):
   c.eval_batch_size = 500
   c.checkpoint_every_epochs = 1
   if variant is not None:
-    _check(variant)
     c.model.latent_dim = 2
   return c
 
 
-def _check(variant: str) -> None:
-  if variant not in VARIANTS:
-    from vae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
-    raise UserError(f"configs/celeba_beta.py:{variant} is not a variant; expected one of "
-                    + ", ".join(VARIANTS))
-
-
 def get_sweep(variant: str | None = None):
-  if variant is not None:
-    _check(variant)
+  config_lib.check_variant("configs/celeba_beta.py", variant, VARIANTS)
   return {"ae": {"model.name": "ae"}, "vae": {"model.name": "vae"}}

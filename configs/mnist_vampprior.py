@@ -21,6 +21,7 @@ pseudo-inputs, k = 100), minutes on a CPU.
 """
 
 from configs import default
+from vae_jax import config as config_lib
 
 MEMBERS = {
     "vae": {"model.name": "vae"},
@@ -30,6 +31,7 @@ VARIANTS = ("smoke",)
 
 
 def get_config(variant: str | None = None):
+  config_lib.check_variant("configs/mnist_vampprior.py", variant, VARIANTS)
   c = default.get_config()
   c.data.name = "mnist"
   c.data.binarization = "dynamic"
@@ -54,10 +56,6 @@ def get_config(variant: str | None = None):
     c.kl_warmup_steps = 300
     c.eval_every_epochs = 1
     c.eval_nll_k = 100
-  elif variant is not None:
-    from vae_jax.errors import UserError  # pylint: disable=g-import-not-at-top
-    raise UserError(f"configs/mnist_vampprior.py:{variant} is not a variant; expected none or "
-                    + ", ".join(VARIANTS))
   return c
 
 

@@ -3,6 +3,7 @@ reading a run's final parameters back."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pathlib
@@ -128,13 +129,53 @@ TINY_CONFIG_FILE = ('"""A tiny sweep over fake data, for tests."""\n'
                     '  return [{{"beta": b}} for b in (0.5, 1.0, 2.0)]\n')
 
 
+def write_checkpointed_run(root):
+  """In `root`: the fake data's cache, cfg.py (the tiny config file at 4 epochs, checkpointing
+  every epoch, three kept) and its uninterrupted run in root/ref, launched with launch.py.
+  The reference of the fault tests, whose damaged or interrupted runs resume to its bits.
+  Returns (root, the config file's path, its config)."""
+  root = pathlib.Path(root)
+  path = root / "cfg.py"
+  path.write_text(TINY_CONFIG_FILE.format(cache_dir=write_fake_cache(root / "cache")).replace(
+      "c.num_epochs = 2",
+      "c.num_epochs = 4\n  c.checkpoint_every_epochs = 1\n  c.keep_checkpoints = 3"))
+  proc = launch(["--config", str(path), "--nosweep", "--workdir", str(root / "ref")])
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  from vae_jax import sweeps  # pylint: disable=g-import-not-at-top
+  return root, path, sweeps.load_module(str(path)).get_config()
+
+
+def assert_same_final_params(config, workdir, other, dataset=None):
+  """The two workdirs' latest checkpoints hold bit-identical parameters (`dataset` gives the
+  image shape; the fake dataset's by default)."""
+  dataset = dataset or fake_dataset()
+  for a, b in zip(final_params(config, workdir, dataset), final_params(config, other, dataset)):
+    np.testing.assert_array_equal(a, b)
+
+
+def factor_grid(sizes, repeat=1):
+  """Every combination of factor values, (N, F) int32 in product order (the last factor
+  fastest, as dSprites' released file), each row `repeat` times in a row."""
+  f = np.array(list(itertools.product(*[range(s) for s in sizes])), np.int32)
+  return np.repeat(f, repeat, axis=0)
+
+
+def grid_dataset(sizes=(3, 4)):
+  """A two-factor dataset of 8x8 images, one per combination (train and test alike): factor 0
+  is a 2x2 bar's row, factor 1 its column."""
+  f = factor_grid(sizes)
+  images = np.zeros((len(f), 8, 8, 1), np.uint8)
+  for i, (a, b) in enumerate(f):
+    images[i, 2 * a:2 * a + 2, 2 * b:2 * b + 2] = 255
+  return data_lib.Dataset("grid", "static", images, f, images, f, ("row", "col"), sizes)
+
+
 def write_fake_dsprites(folder, sizes=(3, 2, 2, 4, 4)):
   """A small stand-in for the released dSprites file in `folder` (a manual dir): every
   combination of the first `sizes` values of each factor, rendered procedurally, in the
   released order. Returns (images uint8 (N, 64, 64, 1), factors (N, 5))."""
   from vae_jax.data import dsprites  # pylint: disable=g-import-not-at-top
-  factors = np.stack([g.reshape(-1) for g in np.meshgrid(*[np.arange(s) for s in sizes],
-                                                          indexing="ij")], 1).astype(np.int32)
+  factors = factor_grid(sizes)
   images = dsprites.render(factors)
   classes = np.concatenate([np.zeros((len(factors), 1), np.int64), factors], axis=1)
   values = np.concatenate([np.ones((len(factors), 1))] + [

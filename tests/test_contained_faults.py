@@ -24,13 +24,11 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
-from tests.helpers import (ROOT, TINY_CONFIG_FILE, fake_dataset, final_params, write_fake_cache,
+from tests.helpers import (ROOT, TINY_CONFIG_FILE, assert_same_final_params, write_checkpointed_run,
                            write_fake_dsprites)
 
-SHAPE = (8, 8, 1)
 _LEFTOVERS = re.compile(r"\.tmp$|orbax-checkpoint-tmp")
 # Tracebacks, asyncio's complaints, and log lines (absl's "E1205 09:15:27.2 ..." or Python's).
 _NOISE = re.compile(r"Traceback|Exception ignored|Task exception|Task was destroyed|Event loop "
@@ -130,22 +128,9 @@ def test_a_full_disk_while_exporting_the_wandb_sweep_names_the_export_file(tmp_p
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-  """A 4-epoch config checkpointing every epoch (three kept), and its uninterrupted run."""
-  root = tmp_path_factory.mktemp("contained")
-  cache = write_fake_cache(root / "cache")
-  path = root / "cfg.py"
-  path.write_text(TINY_CONFIG_FILE.format(cache_dir=cache).replace(
-      "c.num_epochs = 2", "c.num_epochs = 4\n  c.checkpoint_every_epochs = 1\n  c.keep_checkpoints = 3"))
-  proc = _launch("--config", path, "--nosweep", "--workdir", root / "ref")
-  assert proc.returncode == 0, proc.stderr[-2000:]
-  from vae_jax import sweeps  # pylint: disable=g-import-not-at-top
-  return root, path, sweeps.load_module(str(path)).get_config()
-
-
-def _same_as_reference(config, ref, wd):
-  for a, b in zip(final_params(config, ref, fake_dataset(shape=SHAPE)),
-                  final_params(config, wd, fake_dataset(shape=SHAPE))):
-    np.testing.assert_array_equal(a, b)
+  """A 4-epoch config checkpointing every epoch (three kept), and its uninterrupted run:
+  (root, the file's path, its config), the run in root/ref."""
+  return write_checkpointed_run(tmp_path_factory.mktemp("contained"))
 
 
 @pytest.mark.slow
@@ -175,7 +160,7 @@ def test_a_disk_that_fills_during_a_checkpoint_is_one_line_every_time(tiny_run, 
         _remount(disk, "size=64m,nr_inodes=10000")
         proc = _launch("--config", path, "--nosweep", "--workdir", wd)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        _same_as_reference(config, root / "ref", wd)
+        assert_same_final_params(config, root / "ref", wd)
 
 
 # A recovered fault prints its one warning and nothing else -----------------------------------
@@ -209,7 +194,7 @@ def test_a_damaged_newest_checkpoint_prints_one_warning_and_nothing_else(tiny_ru
                                "restore (") and "trying an older one" in lines[0], lines
     assert lines[1].startswith(f"{wd}: test/neg_elbo=")
     assert len(list((wd / "damaged").glob("checkpoint-3.*"))) == 1
-    _same_as_reference(config, root / "ref", wd)
+    assert_same_final_params(config, root / "ref", wd)
 
 
 _CHECKPOINT_RACE = r"""

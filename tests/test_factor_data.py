@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from tests.helpers import ROOT, launch, tiny_config, write_fake_dsprites
+from tests.helpers import ROOT, grid_dataset, launch, tiny_config, write_fake_dsprites
 from vae_jax import data as data_lib, models
 from vae_jax.analysis import factors as factors_lib
 from vae_jax.data import batches, dsprites
@@ -53,17 +53,8 @@ def test_packed_batches_equal_uint8_batches(tmp_path):
   assert packed.binarization == "static"  # binary already: no uniforms are drawn
 
 
-def _grid_dataset(sizes=(3, 4)):
-  """A two-factor dataset whose images draw factor 0 as a bar's row and factor 1 as its column."""
-  f = np.array(list(itertools.product(*[range(s) for s in sizes])), np.int32)
-  images = np.zeros((len(f), 8, 8, 1), np.uint8)
-  for i, (a, b) in enumerate(f):
-    images[i, 2 * a:2 * a + 2, 2 * b:2 * b + 2] = 255
-  return data_lib.Dataset("grid", "static", images, f, images, f, ("row", "col"), sizes)
-
-
 def test_factor_data_looks_up_the_images_of_each_combination():
-  ds = _grid_dataset()
+  ds = grid_dataset()
   data = factors_lib.factor_data(ds)
   f = np.array([[2, 3], [0, 0], [1, 2]])
   obs = data.observations(f, np.random.default_rng(0))
@@ -78,7 +69,7 @@ def test_factor_data_looks_up_the_images_of_each_combination():
 
 
 def test_missing_factor_combinations_are_a_user_error():
-  ds = _grid_dataset()
+  ds = grid_dataset()
   keep = ~((ds.train_labels[:, 0] == 1) & (ds.train_labels[:, 1] == 2))
   ds = data_lib.Dataset("grid", "static", ds.train_images[keep], ds.train_labels[keep],
                         ds.test_images, ds.test_labels, ("row", "col"), (3, 4))
@@ -89,7 +80,7 @@ def test_missing_factor_combinations_are_a_user_error():
 
 @pytest.mark.slow
 def test_model_metrics_are_the_nine_scores_and_chens_mig_in_unit_range():
-  ds = _grid_dataset()
+  ds = grid_dataset()
   model = models.from_config(tiny_config(**{"model.latent_dim": 3}).model, (8, 8, 1), nnx.Rngs(0))
   m = factors_lib.disentanglement_metrics(model, ds, seed=0, sample_scale=0.02)
   names = ("beta_vae", "factor_vae", "mig", "mig_chen", "dci_disentanglement",

@@ -9,26 +9,17 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
-from tests.helpers import ROOT, TINY_CONFIG_FILE, fake_dataset, final_params, write_fake_cache
-from vae_jax import sweeps
-
-SHAPE = (8, 8, 1)
+from tests.helpers import (ROOT, TINY_CONFIG_FILE, assert_same_final_params, write_checkpointed_run,
+                           write_fake_cache)
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-  """A 4-epoch config file checkpointing every epoch, and its uninterrupted reference run."""
-  root = tmp_path_factory.mktemp("faults")
-  cache = write_fake_cache(root / "cache")
-  path = root / "cfg.py"
-  path.write_text(TINY_CONFIG_FILE.format(cache_dir=cache).replace(
-      "c.num_epochs = 2", "c.num_epochs = 4\n  c.checkpoint_every_epochs = 1\n  c.keep_checkpoints = 3"))
-  proc = _launch(path, root / "ref")
-  assert proc.returncode == 0, proc.stderr[-2000:]
-  return root, path, sweeps.load_module(str(path)).get_config()
+  """A 4-epoch config file checkpointing every epoch, and its uninterrupted reference run:
+  (root, the file's path, its config), the run in root/ref."""
+  return write_checkpointed_run(tmp_path_factory.mktemp("faults"))
 
 
 def _launch(path, workdir, *args, env=None, memory_gib=None):
@@ -53,10 +44,6 @@ def _error_line(proc, code, *needles):
   for n in needles:
     assert n in lines[0], (n, lines[0])
   return lines[0]
-
-
-def _params(config, wd):
-  return final_params(config, wd, fake_dataset(shape=SHAPE))
 
 
 def _partly_trained(setup, tmp_path, epochs=3):
@@ -92,8 +79,7 @@ def test_a_damaged_newest_checkpoint_is_set_aside_and_the_run_resumes_from_the_o
   kept = list((wd / "damaged").glob("checkpoint-3.*"))
   assert len(kept) == 1 and any(p.is_file() for p in kept[0].rglob("*"))  # moved, not deleted
   # Resumed from epoch 2 and recomputed 3 and 4: the same bits as the run never damaged.
-  for a, b in zip(_params(config, root / "ref"), _params(config, wd)):
-    np.testing.assert_array_equal(a, b)
+  assert_same_final_params(config, root / "ref", wd)
   ref = json.loads((root / "ref" / "results.json").read_text())
   assert json.loads((wd / "results.json").read_text())["test/neg_elbo"] == ref["test/neg_elbo"]
   steps = [json.loads(l)["step"] for l in (wd / "metrics.jsonl").read_text().splitlines()]
@@ -111,8 +97,7 @@ def test_when_no_checkpoint_restores_the_run_stops_naming_them_then_starts_afres
   assert len(list((wd / "damaged").glob("checkpoint-*"))) == 2
   proc = _launch(path, wd)  # what the line says: the relaunch trains from scratch
   assert proc.returncode == 0, proc.stderr[-3000:]
-  for a, b in zip(_params(config, root / "ref"), _params(config, wd)):
-    np.testing.assert_array_equal(a, b)
+  assert_same_final_params(config, root / "ref", wd)
 
 
 @pytest.mark.slow
@@ -128,8 +113,7 @@ def test_damaged_bookkeeping_files_are_named_in_one_line_and_left_alone(setup, t
   proc = _launch(path, wd, "--allow_config_change")
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert (wd / "damaged").is_dir() and json.loads((wd / "config.json").read_text())["config"]
-  for a, b in zip(_params(config, root / "ref"), _params(config, wd)):
-    np.testing.assert_array_equal(a, b)
+  assert_same_final_params(config, root / "ref", wd)
 
   # results.json of a finished run: named, never replaced; moving it aside re-evaluates.
   results = wd / "results.json"

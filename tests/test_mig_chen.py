@@ -3,25 +3,18 @@ transcription of their estimator, and its absence where it is undefined."""
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 from flax import nnx
 from scipy.special import logsumexp
 
-from tests.helpers import tiny_config
+from tests.helpers import factor_grid, grid_dataset, tiny_config
 from vae_jax import data as data_lib, models
 from vae_jax.analysis import factors as factors_lib
 from vae_jax.analysis import metrics
 from vae_jax.analysis import mig_chen as mc
 
 SIZES = (4, 5, 3)
-
-
-def _grid(sizes, repeat=1):
-  f = np.array(list(itertools.product(*[range(s) for s in sizes])), np.int32)
-  return np.repeat(f, repeat, axis=0)
 
 
 def _reference_mi(mean, logvar, factors, which, seed, num_samples):
@@ -46,7 +39,7 @@ def test_a_code_that_copies_each_factor_has_mig_one():
   # Unit j is factor j (spacing 1, sigma 1e-3), two more units are N(0, 1) noise. With every
   # image a sample point (S >= N) the estimator's sample noise cancels between H(z_j) and
   # H(z_j | v_k): I(z_j; v_j) = log K_j exactly, every other MI 0, so MIG = 1.
-  f = _grid(SIZES, repeat=2)
+  f = factor_grid(SIZES, repeat=2)
   n = len(f)
   mean = np.concatenate([f, np.zeros((n, 2))], 1).astype(np.float32)
   logvar = np.concatenate([np.full((n, 3), 2 * np.log(1e-3)), np.zeros((n, 2))],
@@ -68,7 +61,7 @@ def test_a_code_independent_of_the_factors_has_mig_zero():
   # Every factor combination appears once with each of 7 nuisance codes: the posteriors with
   # v_k = v are the same mixture as all of them, so H(z_j | v_k) = H(z_j) and every MI is 0.
   nuisance = np.random.default_rng(0).normal(size=(7, 4))
-  f = _grid(SIZES, repeat=7)
+  f = factor_grid(SIZES, repeat=7)
   n = len(f)
   r_idx = np.tile(np.arange(7), n // 7)
   mean = nuisance[r_idx].astype(np.float32)
@@ -80,7 +73,7 @@ def test_a_code_independent_of_the_factors_has_mig_zero():
 
 def test_the_estimator_equals_a_numpy_transcription_of_theirs():
   rng = np.random.default_rng(2)
-  f = _grid(SIZES, repeat=3)
+  f = factor_grid(SIZES, repeat=3)
   n = len(f)
   mean = (rng.normal(size=(n, 5)) + 0.8 * f[:, [0, 1, 2, 0, 1]]).astype(np.float32)
   logvar = rng.normal(-1.0, 0.7, size=(n, 5)).astype(np.float32)
@@ -101,7 +94,7 @@ def test_the_estimator_equals_a_numpy_transcription_of_theirs():
 
 def test_chunks_and_blocks_do_not_change_the_result():
   rng = np.random.default_rng(3)
-  f = _grid(SIZES, repeat=2)
+  f = factor_grid(SIZES, repeat=2)
   n = len(f)
   mean = (rng.normal(size=(n, 3)) + f).astype(np.float32)
   logvar = rng.normal(-2.0, 1.0, size=(n, 3)).astype(np.float32)
@@ -114,7 +107,7 @@ def test_chunks_and_blocks_do_not_change_the_result():
 def test_log_variances_too_far_apart_for_the_one_pass_sum_take_the_exact_path():
   # A unit whose posteriors' log-variances span 230 nats: the shifted one-pass sum underflows
   # for samples of the wide posteriors and those chunks are redone with a two-pass logsumexp.
-  f = _grid((2, 3), repeat=4)
+  f = factor_grid((2, 3), repeat=4)
   n = len(f)
   logvar = np.where(np.arange(n) % 2 == 0, -80.0, 150.0)[:, None].astype(np.float32)
   mean = np.zeros((n, 1), np.float32)
@@ -134,7 +127,7 @@ def _reference_marginal(mean, logvar, factors, seed):
 
 
 def test_factors_used_follow_chen_on_dsprites_and_need_a_varying_factor():
-  f = _grid((3, 2, 2, 4, 4))
+  f = factor_grid((3, 2, 2, 4, 4))
   names = ("shape", "scale", "orientation", "position_x", "position_y")
   assert mc.factors_used("dsprites", names, f) == (1, 2, 3, 4)
   assert mc.factors_used("tfds:dsprites", ("label_shape", "label_scale"), f[:, :2]) == (1,)
@@ -146,16 +139,8 @@ def test_factors_used_follow_chen_on_dsprites_and_need_a_varying_factor():
     mc.mig_chen(np.zeros((10, 2)), np.zeros((10, 2)), np.zeros((10, 1), np.int32), (1,))
 
 
-def _grid_dataset(sizes=(3, 4)):
-  f = _grid(sizes)
-  images = np.zeros((len(f), 8, 8, 1), np.uint8)
-  for i, (a, b) in enumerate(f):
-    images[i, 2 * a:2 * a + 2, 2 * b:2 * b + 2] = 255
-  return data_lib.Dataset("grid", "static", images, f, images, f, ("row", "col"), sizes)
-
-
 def test_a_vae_gets_a_number_and_an_ae_none():
-  ds = _grid_dataset()
+  ds = grid_dataset()
   shape = (8, 8, 1)
   vae = models.from_config(tiny_config(**{"model.latent_dim": 3}).model, shape, nnx.Rngs(0))
   r = mc.mig_chen_of_model(vae, ds, seed=0, num_samples=12)

@@ -139,3 +139,14 @@ def test_a_full_disk_while_encoding_names_the_file_and_leaves_no_part_of_it(run,
     assert lines[0].startswith(f"error: disk full while writing {workdir / 'latents_test.npy'}")
     assert "no half-written file is left" in lines[0]
     assert _snapshot(workdir) == before  # no latents file, whole or partial, no temporary one
+
+
+@pytest.mark.parametrize("spelling", [{"model.name": "two_layer_vae"},
+                                      {"model.name": "vae", "model.stochastic_layers": 2}])
+def test_the_run_line_names_a_two_layer_vae_s_second_latent_in_either_spelling(spelling):
+  from vae_jax import config as config_lib, sweeps, tools  # pylint: disable=g-import-not-at-top
+  c = sweeps.apply_overrides(config_lib.get_config(), {**spelling, "model.top_latent_dim": 7})
+  line = tools.describe("runs/x", c, epoch=None, image_shape=(28, 28, 1))
+  assert "+ z2 7" in line
+  one = tools.describe("runs/x", config_lib.get_config(), epoch=None, image_shape=(28, 28, 1))
+  assert "z2" not in one

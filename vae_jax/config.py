@@ -18,6 +18,8 @@ added to `workdir.RENAMED_FIELDS`, so that runs saved under its old name still r
 `load_file` is the one loader of config files ("file.py" or "file.py:ARG", whose ARG goes to
 `get_config(ARG)` and `get_sweep(ARG)`): launch.py's --config flag, `vae_jax.train` and the
 sweeps all load through it, and each way a file fails to load is one line naming the file.
+A config file whose ARG names one of a fixed set of variants refuses any other with
+`check_variant`, in one line naming the file, the variant and those it has.
 """
 
 from __future__ import annotations
@@ -279,3 +281,18 @@ def load_file(config_path: str) -> ConfigFile:
     raise UserError(f"config {path}: {call} returned {type(config).__name__}; expected an "
                     "ml_collections.ConfigDict (start from configs/default.py's get_config())")
   return ConfigFile(module, arg or None, config)
+
+
+def check_variant(path: str, variant: str | None, variants) -> None:
+  """Refuses a variant ("file.py:VARIANT") that the config file at `path` does not define.
+
+  For config files whose get_config / get_sweep take a variant: none (`variant` None) or one
+  of `variants`. `path` is the file as a user names it on the command line
+  ("configs/celeba_beta.py").
+
+  Raises:
+    UserError: one line, e.g. "configs/celeba_beta.py:3d is not a variant; expected none or 2d".
+  """
+  if variant is not None and variant not in variants:
+    raise UserError(f"{path}:{variant} is not a variant; expected none or "
+                    + ", ".join(variants))

@@ -10,10 +10,12 @@ rebuilt from the saved config (`models.init_params`: the same code path as train
 parameters restored from the newest Orbax checkpoint in DIR/checkpoints.
 
 A saved config is read in today's layout: fields renamed since it was saved are moved to their
-new names (`migrate`, from `RENAMED_FIELDS`: the one place that knows the old names) and fields
-added since take their defaults (`default_fields`, from the package's `vae_jax/config.py`), both
-when it is read back (`read_config`) and when it is compared with a relaunch's config
-(`config_differences`), so an old run resumes and its tools read it.
+new names and values respelled since take today's spelling (`migrate`, from `RENAMED_FIELDS` and
+`RENAMED_VALUES`: the one place that knows the old names) and fields added since take their
+defaults (`default_fields`, from the package's `vae_jax/config.py`), both when it is read back
+(`read_config`) and when it is compared with a relaunch's config (`config_differences`, which
+reads the relaunch's config the same way), so an old run resumes, with its old spelling or
+today's, and its tools read it.
 """
 
 from __future__ import annotations
@@ -71,6 +73,20 @@ RENAMED_FIELDS = {
     "factor_discriminator_learning_rate": "factor_vae.discriminator_learning_rate",
     "factor_discriminator_sizes": "factor_vae.discriminator_sizes",
 }
+# Values respelled since runs were first saved, after the fields are renamed (`migrate`): each
+# entry (old spelling, today's spelling), each spelling the values of one or more fields (dotted
+# names, today's). A config with every field of an old spelling at its value takes today's
+# spelling's values. A family renamed in `models.FAMILIES` gets its entry here.
+RENAMED_VALUES = (
+    # The two-layer VAE, saved before the family table as model.name="vae" with
+    # model.stochastic_layers=2 (`models.family_name`). Today it is model.name="two_layer_vae",
+    # which does not read model.stochastic_layers: it is left at its default, 1, whichever of
+    # 1 or 2 (both valid) the config said.
+    ({"model.name": "vae", "model.stochastic_layers": 2},
+     {"model.name": "two_layer_vae", "model.stochastic_layers": 1}),
+    ({"model.name": "two_layer_vae", "model.stochastic_layers": 2},
+     {"model.stochastic_layers": 1}),
+)
 
 
 # What a run records ----------------------------------------------------------------------
@@ -128,8 +144,9 @@ def flatten(d: dict, prefix: str = "") -> dict[str, Any]:
 
 def migrate(saved: dict) -> dict:
   """A saved config (nested JSON data, config.json's "config") with the fields renamed since it
-  was saved under their new names (`RENAMED_FIELDS`); a copy (`saved` is left as it is). A
-  config already in today's layout comes back equal."""
+  was saved under their new names (`RENAMED_FIELDS`) and the values respelled since in today's
+  spelling (`RENAMED_VALUES`); a copy (`saved` is left as it is). A config already in today's
+  layout and spelling comes back equal."""
   d = json.loads(json.dumps(saved))
   for old, new in RENAMED_FIELDS.items():
     *old_sections, old_leaf = old.split(".")
@@ -144,7 +161,26 @@ def migrate(saved: dict) -> dict:
     for section in sections:
       node = node.setdefault(section, {})
     node.setdefault(leaf, value)
+  for old, new in RENAMED_VALUES:
+    if all(_get_dotted(d, key) == (True, value) for key, value in old.items()):
+      for key, value in new.items():
+        *sections, leaf = key.split(".")
+        node = d
+        for section in sections:
+          node = node.setdefault(section, {})
+        node[leaf] = value
   return d
+
+
+def _get_dotted(d: dict, key: str) -> tuple[bool, Any]:
+  """(True, the value at dotted `key` of nested dicts `d`), or (False, None) where none is."""
+  *sections, leaf = key.split(".")
+  node = d
+  for section in sections:
+    node = node.get(section) if isinstance(node, dict) else None
+  if not isinstance(node, dict) or leaf not in node:
+    return False, None
+  return True, node[leaf]
 
 
 @functools.lru_cache(maxsize=1)
@@ -162,8 +198,9 @@ def default_fields() -> dict[str, Any]:
 def config_differences(old: dict, new: dict) -> list[str]:
   """Dotted keys (today's names) whose values differ, ignoring the fields a resumed run may
   change; `old` (a saved config) is read as `read_config` reads it: renamed fields under their
-  new names, missing ones at their defaults."""
-  a, b = {**default_fields(), **flatten(migrate(old))}, flatten(new)
+  new names, respelled values in today's spelling, missing ones at their defaults. `new` is
+  read in today's spelling too, so a relaunch may spell a value either way."""
+  a, b = {**default_fields(), **flatten(migrate(old))}, flatten(migrate(new))
   keys = sorted(set(a) | set(b))
   diffs = [k for k in keys if a.get(k) != b.get(k)]
   return [k for k in diffs if not any(k == r or (r.endswith(".") and k.startswith(r))

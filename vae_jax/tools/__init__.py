@@ -31,8 +31,8 @@ def describe(workdir, config, epoch: int | None, image_shape=None) -> str:
     widths = [str(math.prod(shape)) if shape else "image",
               *map(str, m.hidden_sizes)]
   net = f"{m.architecture} {'-'.join([*widths, str(m.latent_dim)])}"
-  layers = int(m.get("stochastic_layers", 1) or 1)
-  if layers > 1:
+  from vae_jax.models import family_name, two_layer  # pylint: disable=g-import-not-at-top
+  if family_name(m) == two_layer.NAME:  # in either spelling
     net += f" + z2 {m.top_latent_dim}"
   objective = f"objective {config.objective}"
   if float(config.beta) != 1.0:
