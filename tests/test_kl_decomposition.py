@@ -253,3 +253,24 @@ def test_batch_log_qz_falls_back_to_the_exact_form_where_the_bound_underflows():
   assert np.all(np.isfinite(np.asarray(got[1])))
   for w, g in zip(want, got):
     np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-5)
+
+
+@pytest.mark.parametrize("b", [2, 3, 5, 64])
+def test_the_authors_code_matrix_is_what_its_flat_view_assignments_build(b):
+  # The authors' construction, replayed on a NumPy array: fill with 1/M (M = B - 1), then
+  # every (M + 1)-th entry of the flattened matrix from 0 gets 1/N and from 1 the stratum
+  # weight, then entry (M - 1, 0) the stratum weight.
+  n = 1000
+  m = b - 1
+  stratum = (n - m) / (n * m)
+  w = np.full((b, b), 1.0 / m)
+  flat = w.reshape(-1)
+  flat[::m + 1] = 1.0 / n
+  flat[1::m + 1] = stratum
+  w[m - 1, 0] = stratum
+  with jax.enable_x64(True):
+    got = np.exp(np.asarray(kd.log_importance_weights(b, n, "mss_rtqichen", jnp.float64)))
+    paper = np.exp(np.asarray(kd.log_importance_weights(b, n, "mss", jnp.float64)))
+  np.testing.assert_allclose(got, w, rtol=1e-12)
+  if b > 2:  # not the paper's: the diagonal from row 2 on weighs 1/M, not 1/N
+    assert np.diag(got)[2:] == pytest.approx(1.0 / m) and np.diag(paper) == pytest.approx(1.0 / n)

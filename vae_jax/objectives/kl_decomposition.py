@@ -22,13 +22,22 @@ element j (per dimension for the marginals):
 * minibatch stratified sampling, "mss":  log q(z_i) ≈ logsumexp_j [log w_ij + log q(z_i|n_j)] with
   w_ii = 1/N (the sample's own posterior), w_ij = (N - B + 1) / (N (B - 1)) for one other element
   j = i + 1 (mod B), and w_ij = 1/(B - 1) for the remaining B - 2. These are the weights of the
-  paper's appendix and of the authors' `_log_importance_weight_matrix`, whose placement of the
-  special weight in the last rows is off by one row (rtqichen/beta-tcvae pull request #1); here
-  every row gets one. Each row sums to 1, and for a batch made of n_i and B - 1 other indices
+  paper's appendix. Each row sums to 1, and for a batch made of n_i and B - 1 other indices
   drawn without replacement, E[Σ_j w_ij q(z|n_j)] = q(z) exactly for any z: the estimate of
   q(z) (not of its log) is unbiased. For B = N it is NOT exactly q(z) (the weights of the other
   points are 1/(N-1) and 1/(N(N-1)) instead of 1/N), only unbiased over the order of the batch;
   as B grows the estimates approach log q(z).
+* the authors' code's matrix, "mss_rtqichen": the weights that rtqichen/beta-tcvae's
+  `_log_importance_weight_matrix` (`vae_quant.py`) builds for its `--mss` runs, as do the
+  implementations that copied the function. It means to put 1/N on the diagonal
+  and the stratum weight beside it, but sets them through a flat view with a stride of B where
+  the diagonal's is B + 1 (rtqichen/beta-tcvae pull request #1 reports it): so 1/N lands in
+  column 0 and the stratum weight in column 1 of every row (and at (B - 2, 0)), and every other
+  entry, the diagonal from row 2 on included, is 1/(B - 1). A sample's own posterior then
+  weighs 1/(B - 1) instead of 1/N, some 360 times more at N = 737,280 and B = 2,048: log q(z_i)
+  is dominated by log q(z_i|n_i) - log(B - 1), and the "total correlation" this penalises is
+  close to log q(z_i|n_i) - Σ_d log q(z_id), which a wider posterior lowers. ("mws", their
+  default, also weighs a sample's own posterior like every other element's.)
 
 The same weights serve log Π_j q(z_j): each dimension's marginal q(z_ij) is estimated the same
 way from the one-dimensional posteriors and the logs are summed.
@@ -50,7 +59,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-ESTIMATORS = ("mss", "mws")
+ESTIMATORS = ("mss", "mws", "mss_rtqichen")
 _LOG_2PI = math.log(2.0 * math.pi)
 # The smallest shifted sum `batch_log_qz` trusts: float32 keeps full precision above ~1e-38.
 _SAFE_SUM = 1e-30
@@ -72,21 +81,28 @@ def log_importance_weights(batch_size: int, dataset_size: int, estimator: str = 
 
   "mws": log(1 / (N B)) everywhere. "mss": log(1/N) on the diagonal, log((N - B + 1)/(N (B - 1)))
   at (i, i + 1 mod B), log(1/(B - 1)) elsewhere; needs 2 <= B <= N. (For B = 2 the one other
-  element is the (i + 1) one, with weight (N - 1)/N.)
+  element is the (i + 1) one, with weight (N - 1)/N.) "mss_rtqichen": the authors' code's
+  matrix (module doc): 1/N in column 0, the stratum weight in column 1 and at (B - 2, 0),
+  1/(B - 1) elsewhere.
   """
   b = int(batch_size)
   n = jnp.asarray(dataset_size, dtype)
   if estimator == "mws":
     return jnp.full((b, b), -jnp.log(n * b), dtype)
-  if estimator != "mss":
+  if estimator not in ("mss", "mss_rtqichen"):
     raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
   if b < 2:
     raise ValueError("minibatch stratified sampling needs a batch of at least 2")
   if not isinstance(dataset_size, jax.Array) and dataset_size < b:
     raise ValueError(f"dataset_size {dataset_size} is smaller than the batch size {b}")
+  stratum = (n - b + 1.0) / (n * (b - 1.0))
+  if estimator == "mss_rtqichen":
+    row, col = jnp.arange(b)[:, None], jnp.arange(b)[None, :]
+    w = jnp.where(col == 0, 1.0 / n, jnp.where(col == 1, stratum, 1.0 / (b - 1.0)))
+    return jnp.log(jnp.where((row == b - 2) & (col == 0), stratum, w).astype(dtype))
   eye = jnp.eye(b, dtype=bool)
   nxt = jnp.roll(eye, 1, axis=1)  # (i, i + 1 mod B)
-  w = jnp.where(eye, 1.0 / n, jnp.where(nxt, (n - b + 1.0) / (n * (b - 1.0)), 1.0 / (b - 1.0)))
+  w = jnp.where(eye, 1.0 / n, jnp.where(nxt, stratum, 1.0 / (b - 1.0)))
   return jnp.log(w.astype(dtype))
 
 
