@@ -151,12 +151,17 @@ def _over_dims(fn, init, mean_BxZ, logvar_BxZ, z_BxZ, *per_dim_BxZ):
   return jax.lax.scan(lambda carry, x: fn(carry, *x), init, xs)
 
 
+def _zeros_BxB(z_BxZ):
+  """A (B, B) zero that varies over devices where z does (inside shard_map a scan's carry must
+  keep its type, and the slices it accumulates vary with the batch)."""
+  return jnp.zeros_like(z_BxZ[:, :1] - z_BxZ[:, 0])
+
+
 def _joint_pair(mean_BxZ, logvar_BxZ, z_BxZ):
   """log q(z_i | n_j) of the whole vectors, (B, B): the slices summed over dimensions."""
   def add(acc, m, v, z, p):
     return acc + _dim_pair(z, m, v, p)[1], None
-  b = z_BxZ.shape[0]
-  return _over_dims(add, jnp.zeros((b, b), z_BxZ.dtype), mean_BxZ, logvar_BxZ, z_BxZ)[0]
+  return _over_dims(add, _zeros_BxB(z_BxZ), mean_BxZ, logvar_BxZ, z_BxZ)[0]
 
 
 def _marginals_exact(mean_BxZ, logvar_BxZ, z_BxZ, log_w_BxB):
@@ -174,9 +179,8 @@ def _batch_log_qz_fwd(mean_BxZ, logvar_BxZ, z_BxZ, log_w_BxB):
     sum_B = jnp.sum(jnp.exp(pair_BxB + log_w_BxB - shift), axis=1)
     return joint_BxB + pair_BxB, (shift + jnp.log(sum_B), jnp.min(sum_B))
 
-  b = z_BxZ.shape[0]
   joint_BxB, (log_qzj_ZxB, smallest_Z) = _over_dims(
-      dim, jnp.zeros((b, b), z_BxZ.dtype), mean_BxZ, logvar_BxZ, z_BxZ)
+      dim, _zeros_BxB(z_BxZ), mean_BxZ, logvar_BxZ, z_BxZ)
   log_qz_B = jax.nn.logsumexp(joint_BxB + log_w_BxB, axis=1)
   # A sum this small has lost its precision (or is 0: log = -inf); then recompute exactly.
   log_qzj_BxZ = jax.lax.cond(
