@@ -72,33 +72,16 @@ import datetime
 import json
 import os
 import pathlib
-import platform
-import resource
 import statistics
-import subprocess
 import time
 
 import numpy as np
 
+from benchmarks import common
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 D, ROWS, COLS = 4096, 64, 64  # dSprites: 64 x 64 x 1, flattened row-major
 _GIB = 1 << 30
-
-
-def _cpu_model() -> str:
-  try:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    for line in out.splitlines():
-      if line.startswith("Model name"):
-        return line.split(":", 1)[1].strip()
-  except (OSError, subprocess.CalledProcessError):
-    pass
-  return platform.processor() or platform.machine()
-
-
-def _cpu_seconds() -> float:
-  r = resource.getrusage(resource.RUSAGE_SELF)
-  return r.ru_utime + r.ru_stime
 
 
 # --- the formulations -----------------------------------------------------------------------
@@ -336,10 +319,7 @@ def time_first_layer(images_NxD, K, batch_sizes, hiddens, repeats, seed=0) -> li
 
 def time_training_epochs(ds, steps: int) -> list[dict]:
   """The real train epoch of the two dSprites MLP configs on the first `steps` batches."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp
-  from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-  from vae_jax import models, objectives, optim, step as step_lib, sweeps
+  from vae_jax import sweeps  # pylint: disable=g-import-not-at-top
   out = []
   for path, variant, member in (("configs/dsprites_vae.py", None, None),
                                 ("configs/dsprites_chen.py", "cpu", "beta_vae")):
@@ -347,35 +327,9 @@ def time_training_epochs(ds, steps: int) -> list[dict]:
     c = module.get_config(variant) if variant else module.get_config()
     if member:
       c = sweeps.apply_overrides(c, module.get_sweep(variant)[member])
-    n = steps * c.batch_size
-    mesh = Mesh(np.array(jax.devices()), ("data",))  # trainer.make_mesh's
-    graphdef, params0, rest = models.init_params(c, ds.image_shape)
-    tx = optim.transform(c)
-    fn = step_lib.build_train_epoch(graphdef=models.compute_graphdef(c, ds.image_shape),
-                                    rest=rest, tx=tx, mesh=mesh, config=c,
-                                    image_shape=ds.image_shape, num_train=n, num_members=1,
-                                    packed=True)
-    hp = {f: jnp.array([float(c[f])], jnp.float32) for f in objectives.member_hparams(c)}
-    seeds = jnp.array([c.seed], jnp.uint32)
-    params = jax.tree.map(lambda a: jnp.asarray(a)[None], params0)
-    opt = jax.vmap(tx.init)(params)
-    images = jax.device_put(ds.train_images[:n], NamedSharding(mesh, P()))
-    compiled = fn.lower(params, opt, images, hp, seeds, jnp.int32(0)).compile()
-    secs = []
-    for epoch in range(3):  # the first is a warm-up
-      t0 = time.perf_counter()
-      params, opt, m = compiled(params, opt, images, hp, seeds, jnp.int32(epoch))
-      jax.block_until_ready(m)
-      secs.append(time.perf_counter() - t0)
-    per_step = statistics.median(secs[1:]) / steps
-    full = len(ds.train_images) // c.batch_size
-    out.append({"config": path + (f":{variant}" if variant else "") + (f" --member={member}"
-                                                                      if member else ""),
-                "batch_size": c.batch_size, "encoder": [D, *c.model.hidden_sizes],
-                "timed_steps": steps, "seconds_per_step": round(per_step, 5),
-                "examples_per_s": round(c.batch_size / per_step),
-                "epoch_seconds_extrapolated": round(per_step * full, 1),
-                "steps_per_epoch": full, "all_run_seconds": [round(s, 2) for s in secs]})
+    name = path + (f":{variant}" if variant else "") + (f" --member={member}" if member else "")
+    out.append({"config": name, "encoder": [D, *c.model.hidden_sizes],
+                **common.time_train_epoch(c, ds, steps)})
   return out
 
 
@@ -402,9 +356,9 @@ def main():
     t = np.diff(np.concatenate([img, np.zeros_like(img[:, :1])], axis=1).astype(np.int8), axis=1)
     edges[s:s + 65536] = (t != 0).sum((1, 2))
   K = int(lit.max())
-  cpu0 = _cpu_seconds()
+  cpu0 = common.cpu_seconds()
   layer = time_first_layer(packed, K, args.batch_sizes, args.hidden, args.repeats)
-  cpu_layer = _cpu_seconds() - cpu0
+  cpu_layer = common.cpu_seconds() - cpu0
   epochs = time_training_epochs(ds, args.train_steps) if args.train_steps else []
   result = {
       "benchmark": "sparse_first_layer",
@@ -418,7 +372,7 @@ def main():
       "repeats": args.repeats,
       "first_layer": layer,
       "train_epochs": epochs,
-      "cpu_model": _cpu_model(),
+      "cpu_model": common.cpu_model(),
       "cpu_count": os.cpu_count(),
       "devices": [str(d) for d in jax.devices()],
       "jax": jax.__version__,
@@ -426,7 +380,7 @@ def main():
       "loadavg_1m_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
       "wall_seconds_total": round((datetime.datetime.now().astimezone() - start).total_seconds(), 1),
       "cpu_seconds_first_layer": round(cpu_layer, 1),
-      "cpu_seconds_total": round(_cpu_seconds(), 1),
+      "cpu_seconds_total": round(common.cpu_seconds(), 1),
   }
   print(json.dumps(result, allow_nan=False))
 

@@ -34,32 +34,15 @@ import datetime
 import json
 import os
 import pathlib
-import platform
-import resource
 import statistics
-import subprocess
 import time
 
 import numpy as np
 
+from benchmarks import common
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DATASET_SIZE = 737_280  # dSprites
-
-
-def _cpu_model() -> str:
-  try:
-    out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    for line in out.splitlines():
-      if line.startswith("Model name"):
-        return line.split(":", 1)[1].strip()
-  except (OSError, subprocess.CalledProcessError):
-    pass
-  return platform.processor() or platform.machine()
-
-
-def _cpu_seconds() -> float:
-  r = resource.getrusage(resource.RUSAGE_SELF)
-  return r.ru_utime + r.ru_stime
 
 
 def direct_log_qz(mean, logvar, z, log_w):
@@ -117,48 +100,22 @@ def time_estimates(batch_sizes, latents, repeats, seed=0) -> list[dict]:
 def time_training_epochs(steps: int) -> list[dict]:
   """The real train epoch of configs/dsprites_chen.py:cpu2048's two members on `steps` batches,
   and the β-TCVAE's once more with `batch_log_qz` swapped for the direct form."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp
-  from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-  from vae_jax import data as data_lib, models, objectives, optim, step as step_lib, sweeps
-  module = sweeps.load_module(str(ROOT / "configs/dsprites_chen.py"))
-  out = []
+  from vae_jax import data as data_lib, sweeps  # pylint: disable=g-import-not-at-top
   from vae_jax.objectives import kl_decomposition as kd
+  module = sweeps.load_module(str(ROOT / "configs/dsprites_chen.py"))
+  ds = data_lib.load(module.get_config("cpu2048").data)  # the same data for every member
   fast = kd.batch_log_qz
-  for member, form in (("tcvae_mss", "batch_log_qz"), ("beta_vae", None),
-                       ("tcvae_mss", "direct")):
-    kd.batch_log_qz = direct_log_qz if form == "direct" else fast
-    c = sweeps.apply_overrides(module.get_config("cpu2048"),
-                               module.get_sweep("cpu2048")[member])
-    ds = data_lib.load(c.data)
-    n = steps * c.batch_size
-    mesh = Mesh(np.array(jax.devices()), ("data",))
-    _, params0, rest = models.init_params(c, ds.image_shape)
-    tx = optim.transform(c)
-    fn = step_lib.build_train_epoch(graphdef=models.compute_graphdef(c, ds.image_shape),
-                                    rest=rest, tx=tx, mesh=mesh, config=c,
-                                    image_shape=ds.image_shape, num_train=n, num_members=1,
-                                    packed=True)
-    hp = {f: jnp.array([float(c[f])], jnp.float32) for f in objectives.member_hparams(c)}
-    seeds = jnp.array([c.seed], jnp.uint32)
-    params = jax.tree.map(lambda a: jnp.asarray(a)[None], params0)
-    opt = jax.vmap(tx.init)(params)
-    images = jax.device_put(ds.train_images[:n], NamedSharding(mesh, P()))
-    compiled = fn.lower(params, opt, images, hp, seeds, jnp.int32(0)).compile()
-    secs = []
-    for epoch in range(3):  # the first is a warm-up
-      t0 = time.perf_counter()
-      params, opt, m = compiled(params, opt, images, hp, seeds, jnp.int32(epoch))
-      jax.block_until_ready(m)
-      secs.append(time.perf_counter() - t0)
-    per_step = statistics.median(secs[1:]) / steps
-    full = len(ds.train_images) // c.batch_size
-    out.append({"config": f"configs/dsprites_chen.py:cpu2048 --member={member}",
-                "log_qz_form": form, "batch_size": c.batch_size, "timed_steps": steps,
-                "seconds_per_step": round(per_step, 4),
-                "examples_per_s": round(c.batch_size / per_step),
-                "epoch_seconds_extrapolated": round(per_step * full, 1)})
-  kd.batch_log_qz = fast
+  out = []
+  try:
+    for member, form in (("tcvae_mss", "batch_log_qz"), ("beta_vae", None),
+                         ("tcvae_mss", "direct")):
+      kd.batch_log_qz = direct_log_qz if form == "direct" else fast
+      c = sweeps.apply_overrides(module.get_config("cpu2048"),
+                                 module.get_sweep("cpu2048")[member])
+      out.append({"config": f"configs/dsprites_chen.py:cpu2048 --member={member}",
+                  "log_qz_form": form, **common.time_train_epoch(c, ds, steps)})
+  finally:
+    kd.batch_log_qz = fast
   return out
 
 
@@ -183,12 +140,12 @@ def main():
       "repeats": args.repeats,
       "estimates": estimates,
       "train_epochs": epochs,
-      "cpu": _cpu_model(),
+      "cpu": common.cpu_model(),
       "jax": jax.__version__,
       "devices": [str(d) for d in jax.devices()],
       "load_average_before": [round(x, 2) for x in load_before],
       "load_average_after": [round(x, 2) for x in os.getloadavg()],
-      "cpu_seconds_total": round(_cpu_seconds(), 1),
+      "cpu_seconds_total": round(common.cpu_seconds(), 1),
   }, indent=1))
 
 
