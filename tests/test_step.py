@@ -60,10 +60,11 @@ def test_one_step_equals_the_loss_gradient_and_adam_written_by_hand():
   config, spec, params, opt_state, hparams = _setup()
   assert config.optimizer.name == "adam" and config.lr_schedule == "constant"
   batch = _batch(0)
-  new_params, _, metrics = step.train_step(params, opt_state, batch, hparams, 0, spec=spec)
+  jitted = jax.jit(functools.partial(step.train_step, spec=spec))
+  new_params, _, metrics = jitted(params, opt_state, batch, hparams, 0)
 
-  (loss, (rec, kl)), grads = jax.value_and_grad(_reference_loss, has_aux=True)(
-      params, spec, batch)
+  (loss, (rec, kl)), grads = jax.jit(jax.value_and_grad(
+      lambda p, b: _reference_loss(p, spec, b), has_aux=True))(params, batch)
   np.testing.assert_allclose(metrics["loss"], loss, rtol=1e-6)
   np.testing.assert_allclose(metrics["rec"], rec, rtol=1e-6)
   np.testing.assert_allclose(metrics["kl"], kl, rtol=1e-6)
@@ -82,7 +83,8 @@ def test_one_step_equals_the_loss_gradient_and_adam_written_by_hand():
 
 def test_metrics_hold_the_loss_its_parts_and_the_gradient_norm():
   _, spec, params, opt_state, hparams = _setup()
-  _, _, metrics = step.train_step(params, opt_state, _batch(0), hparams, 0, spec=spec)
+  _, _, metrics = jax.jit(functools.partial(step.train_step, spec=spec))(
+      params, opt_state, _batch(0), hparams, 0)
   assert set(metrics) == {"loss", "rec", "kl", "neg_elbo", "grad_norm"}
   for name, value in metrics.items():
     assert jnp.shape(value) == () and np.isfinite(value), name
@@ -96,7 +98,7 @@ def test_a_second_call_continues_adam():
   p2, o2, _ = jitted(p1, o1, b1, hparams, 1)
   assert int(optax.tree.get(o1, "count")) == 1 and int(optax.tree.get(o2, "count")) == 2
 
-  grad = jax.grad(lambda p, b: _reference_loss(p, spec, b)[0])
+  grad = jax.jit(jax.grad(lambda p, b: _reference_loss(p, spec, b)[0]))
   zeros = jax.tree.map(np.zeros_like, params)
   state = jax.tree.map(lambda p, g, z: _reference_adam(p, g, z, z, 1), params,
                        grad(params, b0), zeros)

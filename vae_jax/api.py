@@ -64,11 +64,6 @@ def load(workdir: str | os.PathLike, *, epoch: int | None = None, require_finish
 
 
 @nnx.jit
-def _posterior(model, x):
-  return model.encode(x)
-
-
-@nnx.jit
 def _decoder_output(model, z):
   return model.decode(z)
 
@@ -123,13 +118,7 @@ class Run:
     if not self.model.stochastic:
       raise UserError(f"{self.workdir} holds an AE: it has no posterior q(z|x), only codes "
                       "z = f(x); call encode(images) without posterior=True")
-    means, logvars = [], []
-    with jax.default_matmul_precision("float32"):
-      for i in range(0, len(x), _BATCH):
-        mean, logvar = _posterior(self.model, _as_float(x[i:i + _BATCH]))
-        means.append(np.asarray(mean))
-        logvars.append(np.asarray(logvar))
-    return _concat(means, (0, self.latent_dim)), _concat(logvars, (0, self.latent_dim))
+    return latents.encode_posteriors(self.model, x, _BATCH)
 
   def decode(self, z, *, mean: bool = True) -> np.ndarray:
     """Images of codes z (N, Z): the decoder's mean E[x|z] in [0, 1], (N, H, W, C) float32.

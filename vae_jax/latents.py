@@ -13,9 +13,20 @@ from flax import nnx
 from vae_jax import decoder_likelihoods
 
 
+def _unit_floats(x):
+  """uint8 images -> floats in [0, 1]; float images as they are (inside the jitted encoders,
+  so a batch of either kind is one program)."""
+  return x.astype(jnp.float32) / 255.0 if x.dtype == jnp.uint8 else x.astype(jnp.float32)
+
+
 @nnx.jit
 def _encode_means(model, x):
-  return model.encode(x)[0]
+  return (model.encode(_unit_floats(x))[0],)
+
+
+@nnx.jit
+def _encode_posteriors(model, x):
+  return tuple(model.encode(_unit_floats(x)))
 
 
 @nnx.jit
@@ -23,20 +34,45 @@ def _decode_means(model, z):
   return decoder_likelihoods.mean(model.likelihood, model.decode(z))
 
 
-def _as_float(images) -> jax.Array:
-  """uint8 images -> floats in [0, 1]; float images are taken as they are."""
-  if np.asarray(images).dtype == np.uint8:
-    return jnp.asarray(images, jnp.float32) / 255.0
-  return jnp.asarray(images, jnp.float32)
+def _padded_rows(n: int, batch: int) -> int:
+  """The rows a chunk of n images is encoded as: the next power of two from 16, at most
+  `batch`. Callers such as the disentanglement metrics encode many small batches of varying
+  size; padding them to a few sizes compiles the encoder a few times instead of once per size
+  (each row's mean does not depend on the other rows)."""
+  return max(n, min(batch, max(16, 1 << (n - 1).bit_length())))
+
+
+def _in_chunks(encoder, outputs: int, model, images, batch: int) -> tuple[np.ndarray, ...]:
+  """encoder(model, chunk), a tuple of `outputs` (n, Z) arrays, over the images `batch` at a
+  time, each chunk padded with zero images to `_padded_rows` (so a given number of images
+  always meets the same program and gives the same numbers); the rows of the real images,
+  concatenated."""
+  images = np.asarray(images)
+  if images.dtype != np.uint8:
+    images = images.astype(np.float32)
+  parts = []
+  with jax.default_matmul_precision("float32"):
+    for i in range(0, len(images), batch):
+      chunk = images[i:i + batch]
+      n = len(chunk)
+      pad = _padded_rows(n, batch) - n
+      if pad:
+        chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
+      parts.append(tuple(np.asarray(a)[:n] for a in encoder(model, chunk)))
+  if not parts:
+    return tuple(np.zeros((0, model.latent_dim), np.float32) for _ in range(outputs))
+  return tuple(np.concatenate(column) for column in zip(*parts))
 
 
 def encode_means(model, images, batch: int = 2000) -> np.ndarray:
   """Latent means (the AE's z) of uint8 or [0, 1] float images, in batches: (N, Z)."""
-  out = []
-  with jax.default_matmul_precision("float32"):
-    for i in range(0, len(images), batch):
-      out.append(np.asarray(_encode_means(model, _as_float(images[i:i + batch]))))
-  return np.concatenate(out)
+  return _in_chunks(_encode_means, 1, model, images, batch)[0]
+
+
+def encode_posteriors(model, images, batch: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+  """q(z|x) of a stochastic family's uint8 or [0, 1] float images: (mean (N, Z), logvar
+  (N, Z)), float32, the means equal to `encode_means`'s."""
+  return _in_chunks(_encode_posteriors, 2, model, images, batch)
 
 
 def decode_means(model, z) -> np.ndarray:
