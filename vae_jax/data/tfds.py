@@ -195,8 +195,8 @@ def _prepared_folder(tfds, name: str, data_dir: str | None) -> pathlib.Path | No
 
 
 def _prepare_with_tfds_quietly(data_config, split):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tf.config.set_visible_devices([], "GPU")  # TensorFlow prepares data only: keep it off GPUs.
+  # TensorFlow itself (seconds to import) only once the name and the raw files have passed:
+  # TFDS finds builders and their checksums without it, so a bad name or file fails fast.
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   name = tfds_name(data_config.name)
@@ -221,6 +221,8 @@ def _prepare_with_tfds_quietly(data_config, split):
                     f"$VAE_JAX_MANUAL_DIR to a folder holding the raw files of {name!r}")
   if manual_dir is not None:
     _check_manual_files(name, builder, manual_dir)
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], "GPU")  # TensorFlow prepares data only: keep it off GPUs.
   # A fresh extraction folder: TFDS names extracted files by file name alone
   # (downloads/extracted/GZIP.train-images-idx3-ubyte.gz), and MNIST and Fashion-MNIST share
   # file names, so a shared folder silently hands the second dataset the first one's images.
