@@ -37,8 +37,9 @@ def _decode_means(model, z):
 def _padded_rows(n: int, batch: int) -> int:
   """The rows a chunk of n images is encoded as: the next power of two from 16, at most
   `batch`. Callers such as the disentanglement metrics encode many small batches of varying
-  size; padding them to a few sizes compiles the encoder a few times instead of once per size
-  (each row's mean does not depend on the other rows)."""
+  size; padding them to a few sizes compiles the encoder a few times instead of once per size.
+  A row's code does not depend on the other rows' values; it can differ in the last float bits
+  with their number (XLA's matmul), which is why every chunk size maps to one padded size."""
   return max(n, min(batch, max(16, 1 << (n - 1).bit_length())))
 
 
