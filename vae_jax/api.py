@@ -206,7 +206,7 @@ class Run:
     for name, v in (("sample_chunk", sample_chunk), ("image_chunk", image_chunk)):
       if v is not None:
         _positive_int(v, name)
-    x = _as_float(self._images(images))
+    x = latents.unit_floats(self._images(images))
     model_fn, params = marginal_likelihood.autoencoder_latents(self.model)
     return np.asarray(marginal_likelihood.iwae_log_px(
         model_fn, params, x, self._key(key, seed, rng.nll_key), num_samples=k,
@@ -304,13 +304,6 @@ class Run:
     if key is not None:
       return key
     return key_of_seed(int(self.config.seed if seed is None else seed))
-
-
-def _as_float(images) -> jax.Array:
-  """What `Run._images` returns (uint8, or floats in [0, 1]) as the floats the model takes."""
-  if images.dtype == np.uint8:
-    return jnp.asarray(images, jnp.float32) / 255.0
-  return jnp.asarray(images, jnp.float32)
 
 
 def _concat(parts, empty_shape) -> np.ndarray:

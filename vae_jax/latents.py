@@ -13,20 +13,21 @@ from flax import nnx
 from vae_jax import decoder_likelihoods
 
 
-def _unit_floats(x):
-  """uint8 images -> floats in [0, 1]; float images as they are (inside the jitted encoders,
-  so a batch of either kind is one program)."""
+def unit_floats(x) -> jax.Array:
+  """uint8 images -> float32 in [0, 1]; float images as float32. Inside the jitted encoders
+  too, so a batch of either kind is one program."""
+  x = jnp.asarray(x)
   return x.astype(jnp.float32) / 255.0 if x.dtype == jnp.uint8 else x.astype(jnp.float32)
 
 
 @nnx.jit
 def _encode_means(model, x):
-  return (model.encode(_unit_floats(x))[0],)
+  return (model.encode(unit_floats(x))[0],)
 
 
 @nnx.jit
 def _encode_posteriors(model, x):
-  return tuple(model.encode(_unit_floats(x)))
+  return tuple(model.encode(unit_floats(x)))
 
 
 @nnx.jit

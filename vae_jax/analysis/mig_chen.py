@@ -65,7 +65,8 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
+
+from vae_jax import latents
 
 NUM_SAMPLES = 10_000  # their estimate_entropies(n_samples=10000)
 # The key of the z samples is fold_in(key(seed), SALT); the sample subsets come from
@@ -257,27 +258,12 @@ def mig_chen(mean_NxZ, logvar_NxZ, factors_NxF, factor_sizes: Sequence[int],
 # A trained model on a dataset.
 
 
-def _as_float(images) -> jax.Array:
-  if np.asarray(images).dtype == np.uint8:
-    return jnp.asarray(images, jnp.float32) / 255.0
-  return jnp.asarray(images, jnp.float32)
-
-
-@nnx.jit
-def _encode(model, x):
-  return model.encode(x)
-
-
 def posteriors(model, ds, *, batch: int = 2000) -> tuple[np.ndarray, np.ndarray]:
   """(mean, logvar) of q(z|x), float32 (N, Z) each, of every image of the training split."""
   n = len(ds.factors("train"))
-  means, logvars = [], []
-  with jax.default_matmul_precision("float32"):
-    for i in range(0, n, batch):
-      mean, logvar = _encode(model, _as_float(ds.images("train", slice(i, i + batch))))
-      means.append(np.asarray(mean, np.float32))
-      logvars.append(np.asarray(logvar, np.float32))
-  return np.concatenate(means), np.concatenate(logvars)
+  parts = [latents.encode_posteriors(model, ds.images("train", slice(i, i + batch)), batch)
+           for i in range(0, n, batch)]  # chunks: dSprites' split is stored bit-packed
+  return tuple(np.concatenate(column) for column in zip(*parts))
 
 
 def mig_chen_of_model(model, ds, *, seed: int = 0, num_samples: int = NUM_SAMPLES,
