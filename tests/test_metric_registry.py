@@ -5,9 +5,13 @@ from the results with its reason, never a score."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
+from tests.helpers import ROOT
 from vae_jax.analysis import disentanglement as dis
 from vae_jax.analysis import factors as factors_lib
 from vae_jax.analysis import metrics
@@ -164,3 +168,15 @@ def test_results_json_keeps_numbers_and_reasons_apart():
   assert factors_lib.merge_results({"a/b": 1.0}, {"not_computed": {}}) == {"a/b": 1.0}
   assert factors_lib.not_computed_lines("runs/x", new) == [
       "runs/x: disentanglement/beta_vae not computed: needs at least 2 factors"]
+
+
+def test_reading_the_registry_leaves_scikit_learn_unimported():
+  """Every sweep reads the registry for its sweep.csv columns; scikit-learn (a second of
+  imports) is imported only by a metric that is computed."""
+  code = ("import sys; from vae_jax import sweep_table;"
+          " cols = sweep_table.metric_columns([{'disentanglement/mig': 0.1, 'test/kl': 1.0}]);"
+          " assert cols == ['test/kl', 'disentanglement/mig'], cols;"
+          " assert 'sklearn' not in sys.modules, 'sklearn imported'")
+  proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                        timeout=120)
+  assert proc.returncode == 0, proc.stderr[-2000:]

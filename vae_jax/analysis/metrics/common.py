@@ -29,11 +29,9 @@ import math
 from typing import Callable, Sequence, Union
 
 import numpy as np
-from sklearn import ensemble
-from sklearn import linear_model
-from sklearn import metrics as sk_metrics
-from sklearn import multiclass
-from sklearn import svm
+
+# scikit-learn (a second of imports) is imported by the functions that use it, not here: every
+# sweep reads the metric registry for its sweep.csv columns, most without computing a metric.
 
 RngLike = Union[int, np.random.Generator, np.random.RandomState, None]
 Representation = Callable[[np.ndarray], np.ndarray]
@@ -213,6 +211,7 @@ def logistic_regression(random_state: int):
   behaviour is rebuilt as one-vs-rest liblinear. `predict_proba` normalises the per-class
   probabilities to sum to one, as the old multi_class="ovr" did.
   """
+  from sklearn import linear_model, multiclass  # pylint: disable=g-import-not-at-top
   return multiclass.OneVsRestClassifier(
       linear_model.LogisticRegression(solver="liblinear", C=1.0, max_iter=100,
                                       random_state=random_state))
@@ -229,6 +228,7 @@ def gradient_boosting(random_state: int):
   good splits are broken, so seeding it changes nothing else. `presort` (speed only) went in
   0.24. What did change is how `feature_importances_` sums the trees: see `dci.gbt_importances`.
   """
+  from sklearn import ensemble  # pylint: disable=g-import-not-at-top
   return ensemble.GradientBoostingClassifier(random_state=random_state)
 
 
@@ -240,6 +240,7 @@ def linear_svc(random_state: int):
   Both solve the same squared-hinge, L2, one-vs-rest problem (intercept penalised, liblinear), but
   the dual solver stops at max_iter=1000 and its answer is the one the study's numbers come from.
   """
+  from sklearn import svm  # pylint: disable=g-import-not-at-top
   return svm.LinearSVC(C=0.01, class_weight="balanced", dual=True, max_iter=1000,
                        random_state=random_state)
 
@@ -264,6 +265,7 @@ def histogram_discretize(codes_NxD: np.ndarray, num_bins: int = 20) -> np.ndarra
 
 def discrete_mutual_info(codes_NxD: np.ndarray, factors_NxF: np.ndarray) -> np.ndarray:
   """(D, F) plug-in mutual information (nats) between discrete codes and factors."""
+  from sklearn import metrics as sk_metrics  # pylint: disable=g-import-not-at-top
   codes_NxD, factors_NxF = np.asarray(codes_NxD), np.asarray(factors_NxF)
   mi_DxF = np.zeros((codes_NxD.shape[1], factors_NxF.shape[1]))
   for d in range(codes_NxD.shape[1]):
@@ -274,6 +276,7 @@ def discrete_mutual_info(codes_NxD: np.ndarray, factors_NxF: np.ndarray) -> np.n
 
 def discrete_entropy(factors_NxF: np.ndarray) -> np.ndarray:
   """(F,) plug-in entropy (nats) of each discrete factor."""
+  from sklearn import metrics as sk_metrics  # pylint: disable=g-import-not-at-top
   factors_NxF = np.asarray(factors_NxF)
   return np.array([sk_metrics.mutual_info_score(factors_NxF[:, f], factors_NxF[:, f])
                    for f in range(factors_NxF.shape[1])])

@@ -16,7 +16,6 @@ Preconditions (`METRIC`), and why:
 from __future__ import annotations
 
 import numpy as np
-from sklearn import metrics as sk_metrics
 
 from vae_jax.analysis.metrics import interface
 from vae_jax.analysis.metrics.common import (OBSERVATIONS_PER_CALL, FactorData, Representation,
@@ -61,6 +60,7 @@ def explicitness_from_codes(codes_train_NxD: np.ndarray, factors_train_NxF: np.n
   probabilities; the score is the macro average over classes of the one-vs-rest ROC AUC, over
   the classes seen in training that occur (and do not make up the whole) test set.
   """
+  from sklearn import metrics as sk_metrics  # pylint: disable=g-import-not-at-top
   mean_D = codes_train_NxD.mean(axis=0)
   std_D = codes_train_NxD.std(axis=0)
   std_D = np.where(std_D > 0, std_D, 1.0)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 
 from vae_jax.analysis.metrics import interface
 from vae_jax.analysis.metrics.common import (OBSERVATIONS_PER_CALL, FactorData, Representation,
@@ -48,6 +47,7 @@ def sap_score_matrix(codes_train_NxD: np.ndarray, factors_train_NxF: np.ndarray,
         with warnings.catch_warnings():
           # The dual solver often stops at max_iter on one feature; that is the setting the
           # study ran with, so its warning says nothing here.
+          from sklearn.exceptions import ConvergenceWarning  # pylint: disable=g-import-not-at-top
           warnings.simplefilter("ignore", ConvergenceWarning)
           clf.fit(x[:, None], y)
         pred = clf.predict(np.asarray(codes_test_MxD, np.float64)[:, d:d + 1])
