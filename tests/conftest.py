@@ -15,10 +15,10 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # microseconds (matmuls and convolutions call their libraries either way). LLVM's level 0
 # instead of its default 3. On 2-core development machines, five test files took 1m52s at
 # level 0, 2m11s at level 1 and 2m55s at level 3 (2026-12-01), and four in-process files took
-# 40-43 s at level 0 against 47-48 s at level 1 (alternated runs, Sapphire Rapids, 2026-12-06). Level 0 rounds a vectorised
-# program differently from the same member trained alone (a test -ELBO 46.580990 against
-# 46.580994 here), so tests comparing the two use a tolerance (test_sweeps: rtol 1e-5); every
-# other comparison is of programs compiled alike. The flag reaches subprocesses through the
+# 40-43 s at level 0 against 47-48 s at level 1 (alternated runs, Sapphire Rapids,
+# 2026-12-06). Level 0 rounds a vectorised program differently from the same member trained
+# alone (a test -ELBO 46.580990 against 46.580994 here), so tests comparing the two use a
+# tolerance (test_sweeps: rtol 1e-5); every other comparison is of programs compiled alike. The flag reaches subprocesses through the
 # environment (helpers.xla_env adds fake devices to it).
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +

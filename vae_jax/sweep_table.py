@@ -20,6 +20,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from vae_jax import workdir as workdir_lib
+from vae_jax.analysis import metrics
 from vae_jax.runtime import files
 
 # The order of the metric columns, not which there are: these families first, in this order
@@ -107,7 +108,6 @@ def metric_columns(rows: Iterable[dict]) -> list[str]:
   disentanglement/* (the registry's metrics in registry order, then the rest such as
   disentanglement/seconds), then train/*, then any other family; within each, `_LEADING`
   first and the rest by name."""
-  from vae_jax.analysis import metrics  # pylint: disable=g-import-not-at-top  (sklearn: only now)
   keys = {k for r in rows for k, v in r.items() if is_metric(k, v)}
   registry = {k: i for i, k in enumerate(metrics.result_keys())}
 

@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from vae_jax.analysis import metrics as disentanglement_registry
 from vae_jax.figures.grids import plt, save_figure
 from vae_jax.sweep_table import group_replicates, is_number
 
@@ -127,8 +128,7 @@ def plot_latent_size(rows: list[dict], path: str | os.PathLike, *,
 
 def disentanglement_metrics() -> tuple[str, ...]:
   """The registry's metrics as results.json keys ("disentanglement/mig", ...), in its order."""
-  from vae_jax.analysis import metrics  # pylint: disable=g-import-not-at-top  (sklearn: only now)
-  return metrics.result_keys()
+  return disentanglement_registry.result_keys()
 
 
 def plot_metrics_against(rows: list[dict], path: str | os.PathLike, *, key: str = "beta",

@@ -33,6 +33,7 @@ def sap_score_matrix(codes_train_NxD: np.ndarray, factors_train_NxF: np.ndarray,
   `linear_svc`) trained on that one dimension. Continuous factors: the squared correlation of
   the dimension and the factor on the training points (0 for a dimension of variance <= 1e-12).
   """
+  from sklearn.exceptions import ConvergenceWarning  # pylint: disable=g-import-not-at-top
   codes_train_NxD = np.asarray(codes_train_NxD, np.float64)
   num_dims, num_factors = codes_train_NxD.shape[1], factors_train_NxF.shape[1]
   score_DxF = np.zeros((num_dims, num_factors))
@@ -47,7 +48,6 @@ def sap_score_matrix(codes_train_NxD: np.ndarray, factors_train_NxF: np.ndarray,
         with warnings.catch_warnings():
           # The dual solver often stops at max_iter on one feature; that is the setting the
           # study ran with, so its warning says nothing here.
-          from sklearn.exceptions import ConvergenceWarning  # pylint: disable=g-import-not-at-top
           warnings.simplefilter("ignore", ConvergenceWarning)
           clf.fit(x[:, None], y)
         pred = clf.predict(np.asarray(codes_test_MxD, np.float64)[:, d:d + 1])
