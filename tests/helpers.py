@@ -15,6 +15,7 @@ import numpy as np
 from flax import nnx
 
 from configs import default
+from tests import forkserver
 from vae_jax import checkpoints, models, objectives, optim
 from vae_jax import data as data_lib
 
@@ -92,11 +93,13 @@ def xla_env(devices: int) -> dict:
   return {**os.environ, "XLA_FLAGS": flags.strip()}
 
 
-def launch(args, env=None, timeout=600):
-  """Runs launch.py in a subprocess; returns the CompletedProcess."""
+def launch(args, env=None, timeout=600, fresh=False):
+  """Runs launch.py in a process forked from the test process's fork server, or with `fresh`
+  in a new interpreter (`python launch.py ...` exactly); returns the CompletedProcess."""
   full_env = {**os.environ, **(env or {})}
-  return subprocess.run([sys.executable, str(ROOT / "launch.py"), *args], cwd=ROOT, env=full_env,
-                        capture_output=True, text=True, timeout=timeout)
+  run = subprocess.run if fresh else forkserver.run
+  return run([sys.executable, str(ROOT / "launch.py"), *args], cwd=ROOT, env=full_env,
+             capture_output=True, text=True, timeout=timeout)
 
 
 def write_fake_cache(cache_dir, name="fake", **kwargs):

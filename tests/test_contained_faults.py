@@ -26,6 +26,7 @@ import sys
 
 import pytest
 
+from tests import forkserver
 from tests.helpers import (ROOT, TINY_CONFIG_FILE, assert_same_final_params, write_checkpointed_run,
                            write_fake_dsprites)
 
@@ -55,7 +56,7 @@ def _remount(where: pathlib.Path, options: str):
 
 
 def _launch(*args, timeout=600):
-  return subprocess.run([sys.executable, str(ROOT / "launch.py"), *map(str, args)], cwd=ROOT,
+  return forkserver.run([sys.executable, str(ROOT / "launch.py"), *map(str, args)], cwd=ROOT,
                         text=True, capture_output=True, timeout=timeout)
 
 
@@ -253,7 +254,7 @@ def test_failed_restores_and_saves_leave_nothing_in_flight(tmp_path):
   of this test, and each failed save Orbax's own logged traceback.)"""
   tries = 6
   with _small_disk(tmp_path / "disk", "size=256m,nr_inodes=30") as disk:
-    proc = subprocess.run([sys.executable, "-c", _CHECKPOINT_RACE, str(tmp_path), str(tries),
+    proc = forkserver.run([sys.executable, "-c", _CHECKPOINT_RACE, str(tmp_path), str(tries),
                            str(disk)], cwd=ROOT, text=True, capture_output=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert proc.stdout.split("\n")[:2 * tries] == ["damaged"] * tries + ["disk full"] * tries, \

@@ -26,6 +26,7 @@ import threading
 import numpy as np
 import pytest
 
+from tests import forkserver
 from tests.helpers import ROOT, TINY_CONFIG_FILE, launch, write_fake_cache, write_fake_dsprites
 from vae_jax.data import cache, dsprites
 from vae_jax.errors import UserError
@@ -197,7 +198,7 @@ def test_a_damaged_compiled_program_is_moved_aside_and_compiled_again(tmp_path):
   config.write_text(TINY_CONFIG_FILE.format(cache_dir=write_fake_cache(tmp_path / "data")))
   env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
   env["VAE_JAX_CACHE_DIR"] = str(tmp_path / "cache")  # the cache: VAE_JAX_CACHE_DIR/xla
-  run = lambda name: subprocess.run(
+  run = lambda name: forkserver.run(
       [sys.executable, str(ROOT / "launch.py"), "--config", str(config), "--nosweep",
        "--config.num_epochs=1", "--workdir", str(tmp_path / name)], cwd=ROOT, env=env,
       capture_output=True, text=True, timeout=600)
@@ -336,7 +337,7 @@ def test_two_processes_reading_one_damaged_split_both_prepare_it(tmp_path):
   path.write_bytes(b"PK\x03\x04 damaged")
   code = ("import pathlib, sys; from vae_jax.data import cache;"
           f" assert cache.read(pathlib.Path({str(path)!r})) is None")
-  procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.PIPE,
+  procs = [forkserver.popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.PIPE,
                             text=True) for _ in range(2)]
   errs = [p.communicate(timeout=120)[1] for p in procs]
   assert [p.returncode for p in procs] == [0, 0], errs

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from tests import forkserver
 from tests.helpers import ROOT, fake_dataset, tiny_config
 from vae_jax import latents, trainer, workdir
 from vae_jax.analysis import probes
@@ -41,7 +42,7 @@ def test_export_latents_are_the_encoder_means_with_aligned_labels(tmp_path, kind
 @pytest.mark.slow
 def test_commands_fail_with_one_line_and_exit_2(tmp_path):
   for module, extra in (("vae_jax.tools.encode", ["--split", "test"]), ("vae_jax.tools.denoise", [])):
-    out = subprocess.run([sys.executable, "-m", module, "--workdir", str(tmp_path / "nope"),
+    out = forkserver.run([sys.executable, "-m", module, "--workdir", str(tmp_path / "nope"),
                           *extra], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 2, (module, out.stderr)
     assert out.stderr.strip().count("\n") == 0 and "does not exist" in out.stderr

@@ -1,13 +1,13 @@
 """test/nll at the end of training, `load_run` and the `python -m vae_jax.tools.nll` command."""
 
 import json
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 from flax import nnx
 
+from tests import forkserver
 from tests.helpers import ROOT, fake_dataset, tiny_config
 from vae_jax import finish, latents, models, trainer, validate, workdir
 from vae_jax.tools import nll
@@ -93,7 +93,7 @@ def test_eval_nll_k_is_validated():
 
 @pytest.mark.slow
 def test_command_bad_input_is_one_line_and_exit_2(tmp_path):
-  out = subprocess.run([sys.executable, "-m", "vae_jax.tools.nll", "--workdir", str(tmp_path / "x"),
+  out = forkserver.run([sys.executable, "-m", "vae_jax.tools.nll", "--workdir", str(tmp_path / "x"),
                         "--k", "10"], cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert out.returncode == 2
   assert out.stderr.strip().count("\n") == 0 and "does not exist" in out.stderr

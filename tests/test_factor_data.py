@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from tests import forkserver
 from tests.helpers import ROOT, grid_dataset, launch, tiny_config, write_fake_dsprites
 from vae_jax import data as data_lib, models
 from vae_jax.analysis import factors as factors_lib
@@ -192,8 +193,8 @@ def test_dsprites_trains_from_the_launcher_with_metrics_and_traversals(tmp_path)
   for png in ("traversals.png", "factor_traversals.png", "reconstructions.png"):
     assert (wd / png).stat().st_size > 0, png
   # The command on the finished workdir recomputes them (same seed: same numbers).
-  import subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
-  again = subprocess.run([sys.executable, "-m", "vae_jax.tools.disentanglement", "--workdir",
+  import sys  # pylint: disable=g-import-not-at-top
+  again = forkserver.run([sys.executable, "-m", "vae_jax.tools.disentanglement", "--workdir",
                           str(wd), "--sample_scale=0.02"], cwd=ROOT, capture_output=True,
                          text=True, timeout=600)
   assert again.returncode == 0, again.stderr[-2000:]

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from tests import forkserver
 from tests.helpers import (ROOT, TINY_CONFIG_FILE, assert_same_final_params, write_checkpointed_run,
                            write_fake_cache)
 
@@ -30,7 +31,7 @@ def _launch(path, workdir, *args, env=None, memory_gib=None):
     cmd = [sys.executable, "-c", "import os, resource, sys; resource.setrlimit(resource.RLIMIT_AS, "
            f"({limit}, {limit})); os.execv(sys.executable, [sys.executable, *sys.argv[1:]])",
            *cmd[1:]]
-  return subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True, timeout=300,
+  return forkserver.run(cmd, cwd=ROOT, text=True, capture_output=True, timeout=300,
                         env={**os.environ, **(env or {})})
 
 
@@ -180,14 +181,14 @@ def test_a_damaged_sweep_csv_is_rebuilt_by_relaunching_the_sweep(setup, tmp_path
   root, path, _ = setup
   base = [sys.executable, str(ROOT / "launch.py"), "--config", str(path), "--workdir",
           str(tmp_path / "sw"), "--config.num_epochs=1"]
-  proc = subprocess.run(base, cwd=ROOT, capture_output=True, text=True, timeout=300)
+  proc = forkserver.run(base, cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   good = (tmp_path / "sw" / "sweep.csv").read_text()
   (tmp_path / "sw" / "sweep.csv").write_bytes(os.urandom(300))
   from vae_jax import sweep_table, workdir  # pylint: disable=g-import-not-at-top
   with pytest.raises(workdir.DamagedFile, match="relaunching the sweep"):
     sweep_table.read_csv(tmp_path / "sw" / "sweep.csv")
-  proc = subprocess.run(base, cwd=ROOT, capture_output=True, text=True, timeout=300)
+  proc = forkserver.run(base, cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert (tmp_path / "sw" / "sweep.csv").read_text() == good
 
@@ -257,7 +258,7 @@ def test_a_full_disk_during_a_checkpoint_is_one_line_and_the_relaunch_resumes(se
 def test_a_config_file_that_does_not_load_is_named_with_its_error(tmp_path, body, needles):
   bad = tmp_path / "broken_config.py"
   bad.write_text(body)
-  proc = subprocess.run([sys.executable, str(ROOT / "launch.py"), "--config", str(bad),
+  proc = forkserver.run([sys.executable, str(ROOT / "launch.py"), "--config", str(bad),
                          "--workdir", str(tmp_path / "w")], cwd=ROOT, capture_output=True,
                         text=True, timeout=120)
   line = _error_line(proc, 2, str(bad), *needles)

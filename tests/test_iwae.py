@@ -4,7 +4,6 @@ configs: each check is one a wrong implementation fails."""
 import csv
 import json
 import math
-import subprocess
 import sys
 
 import jax
@@ -14,6 +13,7 @@ import pytest
 from flax import nnx
 from jax.scipy import stats
 
+from tests import forkserver
 from tests.helpers import ROOT, fake_dataset, tiny_config, write_fake_cache, xla_env, tiny_model
 from vae_jax import launcher, marginal_likelihood as L, models, objectives, optim, rng, sweeps, trainer, validate
 from vae_jax.tools import nll
@@ -384,7 +384,7 @@ def test_k_samples_shard_over_devices_like_one_device(tmp_path):
   for n in (1, 2):
     out = tmp_path / f"d{n}.npz"
     env = xla_env(n)
-    proc = subprocess.run([sys.executable, "-c", script, str(out), str(tmp_path / f"wd{n}")],
+    proc = forkserver.run([sys.executable, "-c", script, str(out), str(tmp_path / f"wd{n}")],
                           env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got[n] = dict(np.load(out))

@@ -22,9 +22,10 @@ CONTRACT = ("config.json", "metrics.jsonl", "results.json", "checkpoints", "wand
 @pytest.mark.slow
 def test_end_to_end_on_real_mnist(tmp_path, mnist_env):
   wd = tmp_path / "vae"
-  # One epoch (468 steps) of the core config on real, dynamically binarised MNIST.
+  # One epoch (468 steps) of the core config on real, dynamically binarised MNIST, launched
+  # as a user launches it: a new interpreter, not a fork of the tests' pre-imported one.
   proc = launch(["--config", "configs/mnist_vae.py", "--workdir", str(wd),
-                 "--config.num_epochs=1"], env=mnist_env)
+                 "--config.num_epochs=1"], env=mnist_env, fresh=True)
   assert proc.returncode == 0, proc.stderr[-3000:]
   for name in CONTRACT:
     assert (wd / name).exists(), name
@@ -51,7 +52,7 @@ def test_end_to_end_on_real_mnist(tmp_path, mnist_env):
 
   # A second launch with the same workdir reports and trains nothing.
   again = launch(["--config", "configs/mnist_vae.py", "--workdir", str(wd),
-                  "--config.num_epochs=1"], env=mnist_env)
+                  "--config.num_epochs=1"], env=mnist_env, fresh=True)
   assert again.returncode == 0 and "finished" in again.stdout
   assert len((wd / "metrics.jsonl").read_text().splitlines()) == 1
 

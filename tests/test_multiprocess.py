@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from tests import forkserver
 from tests.helpers import ROOT, TINY_CONFIG_FILE, write_fake_cache, xla_env
 
 
@@ -28,14 +29,14 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path):
       'c.wandb.mode = "disabled"', 'c.wandb.mode = "offline"'))
   base = [sys.executable, str(ROOT / "launch.py"), "--config", str(cfg), "--nosweep"]
 
-  single = subprocess.run([*base, "--workdir", str(tmp_path / "one")], cwd=ROOT, text=True,
+  single = forkserver.run([*base, "--workdir", str(tmp_path / "one")], cwd=ROOT, text=True,
                           capture_output=True, timeout=300,
                           env=xla_env(2))
   assert single.returncode == 0, single.stderr[-2000:]
 
   port = _free_port()
   env = xla_env(1)
-  procs = [subprocess.Popen([*base, "--workdir", str(tmp_path / "two"),
+  procs = [forkserver.popen([*base, "--workdir", str(tmp_path / "two"),
                              f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
                              f"--process_id={i}"], cwd=ROOT, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(2)]
@@ -61,7 +62,7 @@ def test_two_processes_match_one_process_with_two_devices(tmp_path):
 def _two_processes(cfg, workdir, *extra):
   port = _free_port()
   env = xla_env(1)
-  return [subprocess.Popen([sys.executable, str(ROOT / "launch.py"), "--config", str(cfg),
+  return [forkserver.popen([sys.executable, str(ROOT / "launch.py"), "--config", str(cfg),
                             "--nosweep", "--workdir", str(workdir), *extra,
                             f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
                             f"--process_id={i}"], cwd=ROOT, env=env, text=True,
@@ -178,7 +179,7 @@ def test_process_0_prepares_first_and_its_error_reaches_the_others(tmp_path):
   only after process 0 finished (so it reads the cache process 0 wrote), and a refusal on
   process 0 ends process 1 with the same line instead of a wait."""
   port, log = str(_free_port()), tmp_path / "log.jsonl"
-  procs = [subprocess.Popen([sys.executable, "-c", _MAIN_FIRST, str(i), port, str(log)], cwd=ROOT,
+  procs = [forkserver.popen([sys.executable, "-c", _MAIN_FIRST, str(i), port, str(log)], cwd=ROOT,
                             text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=xla_env(1))
            for i in range(2)]

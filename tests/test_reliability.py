@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from ml_collections import config_dict
 
+from tests import forkserver
 from tests.helpers import ROOT, TINY_CONFIG_FILE, fake_dataset, tiny_config, write_fake_cache
 from tests.helpers import final_params
 from vae_jax import launcher, sweeps, trainer, workdir
@@ -45,7 +46,7 @@ def _cmd(args):
 
 
 def _run(args, timeout=300):
-  return subprocess.run(_cmd(args), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+  return forkserver.run(_cmd(args), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 def _params(config, wd):
@@ -63,7 +64,7 @@ def _relaunch_finishes_like_the_reference(args, root, module, wd):
 def _kill_at_random_points(args, seed, kills=3):
   rng = random.Random(seed)
   for _ in range(kills):
-    proc = subprocess.Popen(_cmd(args), cwd=ROOT, stdout=subprocess.DEVNULL,
+    proc = forkserver.popen(_cmd(args), cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
       proc.wait(timeout=rng.uniform(2.0, 12.0))
@@ -107,7 +108,7 @@ def test_sigterm_saves_a_checkpoint_and_the_relaunch_finishes_identically(kill_s
   root, path, module = kill_setup
   wd = tmp_path / "term"
   args = [str(path), "--nosweep", "--workdir", str(wd)]
-  proc = subprocess.Popen(_cmd(args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+  proc = forkserver.popen(_cmd(args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           text=True)
   deadline = time.time() + 120
   metrics = wd / "metrics.jsonl"
@@ -282,7 +283,7 @@ def test_a_second_launch_on_a_busy_workdir_is_refused_and_a_killed_holder_does_n
   root, path, module = kill_setup
   wd = tmp_path / "shared"
   args = [str(path), "--nosweep", "--workdir", str(wd)]
-  first = subprocess.Popen(_cmd(args), cwd=ROOT, stdout=subprocess.DEVNULL,
+  first = forkserver.popen(_cmd(args), cwd=ROOT, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
   try:
     _wait_for_lock(wd, first)
@@ -305,7 +306,7 @@ def test_sweep_agents_share_a_sweep_folder_member_by_member(kill_setup, tmp_path
   wd = tmp_path / "sweep"
   names = [sweeps.member_name(o) for o in module.get_sweep()]
   sweep_args = [str(path), "--workdir", str(wd)]
-  agent = subprocess.Popen(_cmd([*sweep_args, f"--member={names[0]}"]), cwd=ROOT,
+  agent = forkserver.popen(_cmd([*sweep_args, f"--member={names[0]}"]), cwd=ROOT,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   try:
     _wait_for_lock(wd / names[0], agent)

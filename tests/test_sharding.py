@@ -2,12 +2,12 @@
 and for the objectives whose loss uses batch statistics (β-TCVAE's aggregate posterior,
 DIP-VAE's covariance), which are the global batch's on any number of devices."""
 
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from tests import forkserver
 from tests.helpers import ROOT, xla_env
 
 
@@ -17,7 +17,7 @@ _OBJECTIVES = "elbo,beta_tcvae,dip_vae_ii"
 def _run(tmp_path, devices, members=1):
   out = tmp_path / f"d{devices}_m{members}.npz"
   env = xla_env(devices)
-  proc = subprocess.run([sys.executable, "-m", "tests.device_run", str(out),
+  proc = forkserver.run([sys.executable, "-m", "tests.device_run", str(out),
                          str(tmp_path / f"wd{devices}_{members}"), str(members), _OBJECTIVES],
                         env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
   assert proc.returncode == 0, proc.stderr[-3000:]

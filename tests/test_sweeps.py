@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
+from tests import forkserver
 from tests.helpers import ROOT, TINY_CONFIG_FILE, fake_dataset, launch, tiny_config, write_fake_cache
 from tests.helpers import final_params
 from vae_jax import sweeps, trainer, workdir
@@ -136,8 +137,7 @@ def test_exported_wandb_sweep_parses_and_its_command_runs_one_member(tmp_path):
   args = {"${env}": [], "${interpreter}": [sys.executable], "${program}": [str(ROOT / spec["program"])],
           "${args}": ["--config.beta=2.0"]}
   cmd = [a for part in spec["command"] for a in args.get(part, [part])]
-  import subprocess  # pylint: disable=g-import-not-at-top
-  run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  run = forkserver.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert run.returncode == 0, run.stderr[-2000:]
   assert (wd / "beta=2" / "results.json").exists()
   assert not (wd / "beta=0.5").exists()

@@ -11,12 +11,12 @@ import contextlib
 import json
 import pathlib
 import shutil
-import subprocess
 import sys
 
 import numpy as np
 import pytest
 
+from tests import forkserver
 from tests.helpers import ROOT, TINY_CONFIG_FILE, launch, write_fake_cache
 
 # The tools, each with the arguments that keep it quick on the tiny run.
@@ -29,7 +29,7 @@ TOOLS = {
 
 
 def _tool(name, workdir, *args, timeout=600):
-  return subprocess.run([sys.executable, "-m", f"vae_jax.tools.{name}", "--workdir",
+  return forkserver.run([sys.executable, "-m", f"vae_jax.tools.{name}", "--workdir",
                          str(workdir), *TOOLS[name], *map(str, args)], cwd=ROOT,
                         capture_output=True, text=True, timeout=timeout)
 
