@@ -133,6 +133,11 @@ def serve(name: str) -> None:
     if listener in ready:
       conn, _ = listener.accept()
       message, fds, _, _ = socket.recv_fds(conn, _MAX_MESSAGE, 3)
+      if not message or len(fds) != 3:  # a test process that went away before asking
+        for fd in fds:
+          os.close(fd)
+        conn.close()
+        continue
       sys.stdout.flush()
       sys.stderr.flush()
       pid = os.fork()

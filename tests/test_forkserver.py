@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -84,3 +85,14 @@ def test_commands_it_does_not_serve_run_in_new_processes(script):
   env = {**os.environ, "JAX_ENABLE_X64": "1"}
   proc = forkserver.popen([sys.executable, str(script), "0"], env=env, stdout=subprocess.DEVNULL)
   assert isinstance(proc, subprocess.Popen) and proc.wait(timeout=120) == 0
+
+
+def test_a_connection_that_asks_nothing_leaves_the_server_serving(tmp_path):
+  path = tmp_path / "ok.py"
+  path.write_text("print('served')\n")
+  forkserver.run([sys.executable, str(path)])  # the server is up
+  with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as conn:
+    conn.connect(forkserver._server().path)  # pylint: disable=protected-access
+  proc = forkserver.popen([sys.executable, str(path)], stdout=subprocess.PIPE, text=True)
+  assert isinstance(proc, forkserver.ForkedProcess)
+  assert proc.communicate(timeout=60) == ("served\n", None) and proc.returncode == 0
