@@ -18,8 +18,9 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # 40-43 s at level 0 against 47-48 s at level 1 (alternated runs, Sapphire Rapids,
 # 2026-12-06). Level 0 rounds a vectorised program differently from the same member trained
 # alone (a test -ELBO 46.580990 against 46.580994 here), so tests comparing the two use a
-# tolerance (test_sweeps: rtol 1e-5); every other comparison is of programs compiled alike. The flag reaches subprocesses through the
-# environment (helpers.xla_env adds fake devices to it).
+# tolerance (test_sweeps: rtol 1e-5); every other comparison is of programs compiled alike.
+# The flag reaches subprocesses and forked launches through the environment (helpers.xla_env
+# adds fake devices to it).
 if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                              " --xla_backend_optimization_level=0").strip()

@@ -1,4 +1,4 @@
-"""Launches of launch.py and the tools forked from a process that has already imported them.
+"""The commands the tests start, forked from a process that has already imported what they import.
 
 Most of the suite's end-to-end tests start `python launch.py ...` or `python -m
 vae_jax.tools.<tool> ...`, and each such process spends about two seconds importing JAX, Flax,
@@ -221,31 +221,22 @@ class ForkedProcess:
     self._readers = None
     sent = []  # the child's ends, closed here once sent
 
-    def stream(spec, number, mode):
+    self.stdin = None  # standard input is inherited or /dev/null (`popen` forks no other)
+    self.stdout = self.stderr = None
+    for number, spec in enumerate((stdin, stdout, stderr)):
       if spec is None:
-        return os.dup(number)
-      if spec == subprocess.DEVNULL:
-        return os.open(os.devnull, os.O_RDWR)
-      if spec == subprocess.PIPE:
-        read, write = os.pipe()
-        mine = read if mode == "r" else write
-        opened = open(mine, mode + ("" if text else "b"))  # pylint: disable=unspecified-encoding
-        return (write if mode == "r" else read), opened
-      if isinstance(spec, int):
-        return os.dup(spec)
-      return os.dup(spec.fileno())
-
-    opened = {}
-    for name, spec, number, mode in (("stdin", stdin, 0, "w"), ("stdout", stdout, 1, "r"),
-                                     ("stderr", stderr, 2, "r")):
-      if name == "stderr" and spec == subprocess.STDOUT:
+        sent.append(os.dup(number))
+      elif spec == subprocess.DEVNULL:
+        sent.append(os.open(os.devnull, os.O_RDWR))
+      elif spec == subprocess.STDOUT:
         sent.append(os.dup(sent[1]))
-        continue
-      got = stream(spec, number, mode)
-      if isinstance(got, tuple):
-        got, opened[name] = got
-      sent.append(got)
-    self.stdin, self.stdout, self.stderr = (opened.get(n) for n in ("stdin", "stdout", "stderr"))
+      elif spec == subprocess.PIPE:
+        read, write = os.pipe()
+        sent.append(write)
+        pipe = open(read, "r" if text else "rb")  # pylint: disable=unspecified-encoding
+        setattr(self, ("stdout", "stderr")[number - 1], pipe)
+      else:
+        sent.append(os.dup(spec if isinstance(spec, int) else spec.fileno()))
     request = {"kind": kind, "target": target, "argv": argv, "cwd": str(cwd or os.getcwd()),
                "env": env}
     self._conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -289,7 +280,7 @@ class ForkedProcess:
   def communicate(self, input=None, timeout=None):  # pylint: disable=redefined-builtin
     """Reads stdout and stderr to their ends, then waits; as Popen.communicate (which may be
     called again after a timeout)."""
-    if input is not None or self.stdin is not None:
+    if input is not None:
       raise NotImplementedError("forked launches take no standard input")
     if self._readers is None:
       self._output = {}
@@ -324,7 +315,8 @@ def popen(cmd, *, cwd=None, env=None, stdin=None, stdout=None, stderr=None, text
   """`subprocess.Popen(cmd, ...)`, forked from the server when `cmd` is a launch or a tool."""
   env = dict(os.environ if env is None else env)
   target = _target(cmd)
-  if target is None or kwargs or _server() is None or not _server().accepts(env):
+  piped_input = stdin not in (None, subprocess.DEVNULL)
+  if target is None or kwargs or piped_input or _server() is None or not _server().accepts(env):
     return subprocess.Popen(cmd, cwd=cwd, env=env, stdin=stdin, stdout=stdout, stderr=stderr,
                             text=text, **kwargs)
   return ForkedProcess(cmd, *target, cwd=cwd, env=env, stdin=stdin, stdout=stdout,
